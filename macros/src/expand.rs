@@ -1,0 +1,322 @@
+//! The rewrite of a checked function. It cannot fail: everything that could go wrong was
+//! rejected by `validate`, and what remains (a parameter that is not `Send`, a `Limit` that is
+//! not a constant) is left to rustc, with the glue spanned on the user's tokens so rustc's own
+//! error points at them.
+//!
+//! ```text
+//! // Input:
+//! #[offload(limit = 2)]
+//! pub fn get(name: &str, mut n: u32) -> Result<String, E> { body }
+//!
+//! // Output:
+//! #[allow(refining_impl_trait, clippy::double_must_use)]
+//! pub fn get(name: &str, n: u32) -> ::offthread::Offload<Result<String, E>> {
+//!     let __copy0 = ::offthread::__private::ToOwned::to_owned(name);
+//!     let __job = ::offthread::__private::spawn(
+//!         ::offthread::__private::default_pool(),
+//!         move || -> Result<String, E> {
+//!             let name: &str = ::offthread::__private::Borrow::borrow(&__copy0);
+//!             let mut n = n;
+//!             body
+
+//!         },
+//!     );
+//!     let __job = {
+//!         static __OFFTHREAD_LIMIT: ::offthread::__private::Limit =
+//!             ::offthread::__private::Limit::new(2);
+//!         ::offthread::__private::with_limit(__job, &__OFFTHREAD_LIMIT)
+//!     };
+//!     __job
+//! }
+//! ```
+//!
+//! Generated locals (`__copy0`, `__job`, `__self`, `__arg0`) are resolved at the macro's
+//! mixed site, so they can neither clash with nor be seen by the user's names.
+
+use crate::args::Args;
+use crate::receiver::{hidden_self, rename_self};
+use crate::signature::{plain_ident, Function, Kind};
+use crate::validate::Checked;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Attribute, FnArg, Ident, Lifetime, Pat, PatIdent, ReturnType, Type};
+
+/// Expands a checked function into the offloaded function (and, with `sync = name`, the
+/// original under that name).
+pub fn expand(checked: Checked) -> TokenStream {
+    let Checked { args, func } = checked;
+    let krate = match &args.krate {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::offthread),
+    };
+    let private = quote!(#krate::__private);
+
+    let sync = args.sync.as_ref().map(|name| {
+        let Function {
+            attrs,
+            vis,
+            sig,
+            block,
+        } = &func;
+        let mut sig = sig.clone();
+        sig.ident = name.clone();
+        quote!(#(#attrs)* #vis #sig #block)
+    });
+
+    let Function {
+        attrs,
+        vis,
+        mut sig,
+        mut block,
+    } = func;
+    let output = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some((**ty).clone()),
+    };
+
+    let mut call_site = Vec::new(); // statements run at call time, before the job exists
+    let mut in_job = Vec::new(); // statements run first in the job
+    for (index, arg) in sig.inputs.iter_mut().enumerate() {
+        bind_param(&private, index, arg, &mut call_site, &mut in_job);
+    }
+    if has_receiver(&sig) {
+        rename_self(&mut block);
+    }
+
+    // The closure's return type is written out so that `?` in the body knows its error type;
+    // `impl Trait` cannot be written there, so such return types are left to inference.
+    let closure_output = match &output {
+        Some(ty) if !contains_impl_trait(ty) => quote!(-> #ty),
+        _ => TokenStream::new(),
+    };
+    let job_output = match &output {
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(()),
+    };
+    let output_span = match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    sig.output = syn::parse_quote_spanned!(output_span=> -> #krate::Offload<#job_output>);
+
+    let pool = match &args.pool {
+        Some(expr) => quote_spanned!(expr.span()=> #private::pool_ref(&*(#expr))),
+        None => quote!(#private::default_pool()),
+    };
+    let job = Ident::new("__job", Span::mixed_site());
+    // The job's statements go into the body's own braces (a nested block would trip
+    // `unused_braces`), so the body keeps its spans.
+    let mut body = TokenStream::new();
+    block.brace_token.surround(&mut body, |tokens| {
+        tokens.extend(in_job);
+        for stmt in &block.stmts {
+            stmt.to_tokens(tokens);
+        }
+    });
+    let spawn = quote_spanned! {output_span=>
+        #private::spawn(#pool, move || #closure_output #body)
+    };
+    let wrapped = wrap(&private, &args, &job);
+
+    quote! {
+        #(#attrs)*
+        #[allow(refining_impl_trait, clippy::double_must_use)]
+        #vis #sig {
+            #(#call_site)*
+            let #job = #spawn;
+            #(#wrapped)*
+            #job
+        }
+        #sync
+    }
+}
+
+/// The `limit` and `timeout` wrappers around the job, in that order: the permit is taken
+/// first, so the time spent waiting for it counts against the timeout.
+fn wrap(private: &TokenStream, args: &Args, job: &Ident) -> Vec<TokenStream> {
+    let mut wrapped = Vec::new();
+    if let Some(limit) = &args.limit {
+        wrapped.push(quote_spanned! {limit.span()=>
+            let #job = {
+                static __OFFTHREAD_LIMIT: #private::Limit = #private::Limit::new(#limit);
+                #private::with_limit(#job, &__OFFTHREAD_LIMIT)
+            };
+        });
+    }
+    if let Some(timeout) = &args.timeout {
+        let millis = timeout.millis;
+        wrapped.push(quote_spanned! {timeout.lit.span()=>
+            let #job = #private::with_timeout(#job, #private::Duration::from_millis(#millis));
+        });
+    }
+    wrapped
+}
+
+/// How one parameter reaches the job: moved by capture, or copied here and borrowed there.
+/// Rewrites the parameter's pattern in the signature when needed (`mut` is dropped there and
+/// kept on the rebinding inside the job, where the mutation happens).
+fn bind_param(
+    private: &TokenStream,
+    index: usize,
+    arg: &mut FnArg,
+    call_site: &mut Vec<TokenStream>,
+    in_job: &mut Vec<TokenStream>,
+) {
+    let span = arg.span();
+    let kind = match &*arg {
+        FnArg::Receiver(receiver) => crate::signature::receiver_kind(receiver),
+        FnArg::Typed(typed) => crate::signature::type_kind(&typed.ty),
+    };
+    match arg {
+        FnArg::Receiver(receiver) => {
+            let cfg = cfg_attrs(&receiver.attrs);
+            let self_token = receiver.self_token;
+            let hidden = hidden_self(self_token.span);
+            match kind {
+                Kind::Copied(_) => {
+                    let copy = Ident::new("__self_copy", Span::mixed_site());
+                    call_site.push(quote_spanned! {span=>
+                        #(#cfg)* let #copy = #private::ToOwned::to_owned(#self_token);
+                    });
+                    in_job.push(quote_spanned! {span=>
+                        #(#cfg)* let #hidden: &Self = #private::Borrow::borrow(&#copy);
+                    });
+                }
+                Kind::Moved | Kind::MutRef(_) => {
+                    let mutability = receiver.mutability.take();
+                    in_job.push(quote_spanned! {span=>
+                        #(#cfg)* let #mutability #hidden = #self_token;
+                    });
+                }
+            }
+        }
+        FnArg::Typed(typed) => {
+            let cfg = cfg_attrs(&typed.attrs);
+            match kind {
+                Kind::Copied(elem) => {
+                    if matches!(*typed.pat, Pat::Wild(_)) {
+                        return;
+                    }
+                    let copy = format_ident!("__copy{}", index, span = Span::mixed_site());
+                    let ty = inferable(elem);
+                    let pat = match plain_ident(&typed.pat) {
+                        Some(_) => {
+                            let Pat::Ident(PatIdent {
+                                mutability, ident, ..
+                            }) = &mut *typed.pat
+                            else {
+                                unreachable!("plain_ident matched a Pat::Ident");
+                            };
+                            let mutability = mutability.take();
+                            let ident = ident.clone();
+                            call_site.push(quote_spanned! {span=>
+                                #(#cfg)* let #copy = #private::ToOwned::to_owned(#ident);
+                            });
+                            quote!(#mutability #ident)
+                        }
+                        None => {
+                            let hidden = format_ident!("__arg{}", index, span = Span::mixed_site());
+                            let pat = std::mem::replace(&mut *typed.pat, hidden_pat(&hidden));
+                            call_site.push(quote_spanned! {span=>
+                                #(#cfg)* let #copy = #private::ToOwned::to_owned(#hidden);
+                            });
+                            pat.into_token_stream()
+                        }
+                    };
+                    in_job.push(quote_spanned! {span=>
+                        #(#cfg)* let #pat: &#ty = #private::Borrow::borrow(&#copy);
+                    });
+                }
+                Kind::Moved | Kind::MutRef(_) => {
+                    // Every binding is used whole inside the job, so the closure captures the
+                    // whole value (not just the fields the body touches) and it is dropped on
+                    // the worker, as a moved value should be.
+                    let mut bindings = Bindings::default();
+                    bindings.visit_pat_mut(&mut typed.pat);
+                    for (mutability, ident) in bindings.found {
+                        in_job.push(quote_spanned! {span=>
+                            #(#cfg)* let #mutability #ident = #ident;
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `#[cfg]` and `#[cfg_attr]` of a parameter, repeated on the statements made for it.
+fn cfg_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr"))
+        .collect()
+}
+
+/// A pattern that binds a hidden name.
+fn hidden_pat(ident: &Ident) -> Pat {
+    Pat::Ident(PatIdent {
+        attrs: Vec::new(),
+        by_ref: None,
+        mutability: None,
+        ident: ident.clone(),
+        subpat: None,
+    })
+}
+
+/// Whether the function has a receiver.
+fn has_receiver(sig: &syn::Signature) -> bool {
+    matches!(sig.inputs.first(), Some(FnArg::Receiver(_)))
+}
+
+/// The names a by-value pattern binds, with the `mut` taken off the pattern.
+#[derive(Default)]
+struct Bindings {
+    /// `(mut?, name)` for each by-value binding.
+    found: Vec<(Option<syn::Token![mut]>, Ident)>,
+}
+
+impl VisitMut for Bindings {
+    fn visit_pat_ident_mut(&mut self, pat: &mut PatIdent) {
+        if pat.by_ref.is_none() {
+            self.found.push((pat.mutability.take(), pat.ident.clone()));
+        }
+        visit_mut::visit_pat_ident_mut(self, pat);
+    }
+}
+
+/// A parameter's `T` made writable inside the job: lifetimes become `'_` (the job borrows
+/// its own copy, not the caller's value) and `impl Trait` becomes `_`.
+fn inferable(mut ty: Type) -> Type {
+    struct Erase;
+    impl VisitMut for Erase {
+        fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+            *lifetime = Lifetime::new("'_", lifetime.span());
+        }
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(impl_trait) = ty {
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](impl_trait.impl_token.span),
+                });
+                return;
+            }
+            visit_mut::visit_type_mut(self, ty);
+        }
+    }
+    Erase.visit_type_mut(&mut ty);
+    ty
+}
+
+/// Whether a type contains `impl Trait`.
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Find(bool);
+    impl VisitMut for Find {
+        fn visit_type_impl_trait_mut(&mut self, _: &mut syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut find = Find(false);
+    find.visit_type_mut(&mut ty.clone());
+    find.0
+}

@@ -1,0 +1,129 @@
+//! The `#[offload]` attribute macro of [offthread](https://docs.rs/offthread): one line turns
+//! a blocking function into one that returns a future of its result, computed on a thread
+//! pool.
+//!
+//! Use it through the `offthread` crate (`use offthread::offload;`), which provides the pool
+//! and the `Offload<T>` future the expansion refers to.
+
+mod args;
+mod expand;
+mod receiver;
+mod signature;
+mod validate;
+
+use proc_macro::TokenStream;
+
+/// Turns a blocking function into one that returns a future of its result, computed on a
+/// thread pool.
+///
+/// The function keeps its name, visibility, attributes, generics and parameters; its return
+/// type `R` becomes `offthread::Offload<R>`, a `Send + 'static` future whose output is exactly
+/// what the body returned. Calling it runs nothing: the first poll submits the body to the
+/// pool, like an `async fn`. It works under any executor.
+///
+/// ```ignore
+/// use offthread::offload;
+///
+/// #[offload]
+/// fn checksum(path: &Path) -> std::io::Result<u32> {
+///     let bytes = std::fs::read(path)?; // blocking: runs on the pool
+///     Ok(crc32(&bytes))
+/// }
+///
+/// let sum = checksum(Path::new("big.iso")).await?;
+/// ```
+///
+/// (The examples here are not compiled: this crate cannot depend on `offthread`. The
+/// `offthread` crate carries the same examples as compiled doctests.)
+///
+/// # What it expands to
+///
+/// The body moves into a closure handed to the pool, and the function returns the job:
+///
+/// ```ignore
+/// fn checksum(path: &Path) -> ::offthread::Offload<std::io::Result<u32>> {
+///     let copy = ::std::borrow::ToOwned::to_owned(path); // a PathBuf, made at the call
+///     ::offthread::__private::spawn(::offthread::__private::default_pool(), move || -> std::io::Result<u32> {
+///         let path: &Path = ::std::borrow::Borrow::borrow(&copy);
+///         let bytes = std::fs::read(path)?;
+///         Ok(crc32(&bytes))
+///     })
+/// }
+/// ```
+///
+/// Parameters reach the body like this:
+///
+/// - by value (`x: T`, patterns such as `(a, b): (u8, u8)` or `mut x`, `impl Trait`): moved
+///   into the job;
+/// - `&T` (`&str`, `&[u8]`, `&Path`, `&SomeClone`, and `&self` on a `Clone` type): copied
+///   with `ToOwned` at the call, and the body borrows the copy, so the future borrows nothing
+///   from the caller and can be spawned after the borrowed value is gone;
+/// - `self`, `mut self`, `self: Arc<Self>`, `self: Box<Self>`: moved;
+/// - `&mut T` and `&mut self`: rejected, since the body would change a copy and the change
+///   would be lost. Take the value by value and return it, or, for a per-worker resource such
+///   as a database connection, use a `#[local]` parameter.
+///
+/// Every parameter, after the copy, and the return type must be `Send + 'static`; when one is
+/// not, rustc's error points at that parameter. The return type cannot borrow from the
+/// parameters (`-> &str` is rejected; `-> &'static str` is fine).
+///
+/// It goes on free functions, inherent methods, and methods of trait impls whose trait
+/// declares the method as `fn m(&self, ..) -> impl Future<Output = R> + Send`:
+///
+/// ```ignore
+/// trait Store {
+///     fn get(&self, key: &str) -> impl Future<Output = Option<Vec<u8>>> + Send;
+/// }
+///
+/// impl Store for Disk {
+///     #[offload]
+///     fn get(&self, key: &str) -> Option<Vec<u8>> {
+///         std::fs::read(self.dir.join(key)).ok()
+///     }
+/// }
+/// ```
+///
+/// `async fn`, `const fn`, `unsafe fn`, `extern` functions and variadic functions are
+/// rejected, each with an error on the offending keyword.
+///
+/// # Options
+///
+/// All optional, each at most once, separated by commas:
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `pool = DB` | run on this pool instead of the default one. `DB` is a path to a `static` that dereferences to `offthread::Pool` (such as `static DB: LazyLock<Pool>`), or any expression of type `&Pool`; it is evaluated at each call. |
+/// | `limit = N` | at most `N` bodies of this function run at once, across all callers. Excess callers wait asynchronously, in FIFO order, without holding a thread or a queue slot. The permit is held until the body returns, even if the caller has dropped the future. `N` is a constant expression of type `usize`, at least 1. |
+/// | `timeout = "250ms"` | only for functions returning `Result<T, E>` (spelled `Result<..>`, so `io::Result<T>` counts) with `E: From<offthread::Error>`: if the body has not finished in time, the future resolves to `Err(E::from(err))` where `err.is_timeout()`. A body not yet started never starts; a running one sees `offthread::is_cancelled()` turn true. Units `ms`, `s` and `m`, whole numbers only. With `limit`, the time spent waiting for a permit counts. |
+/// | `sync = name` | also emit the original blocking function under `name`, with the same attributes, visibility, generics and parameters, for sync callers and tests. Not in trait impls, where the extra method would not belong to the trait. |
+/// | `crate = path` | the path of the `offthread` crate when it was renamed in `Cargo.toml` (`crate = ::my_offthread`). |
+///
+/// ```ignore
+/// static DB: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("db").build());
+///
+/// #[offload(pool = DB, limit = 4, timeout = "2s", sync = find_user_blocking)]
+/// pub fn find_user(conn: DbHandle, name: &str) -> Result<User, DbError> {
+///     conn.query_user(name)
+/// }
+/// ```
+///
+/// # Hygiene
+///
+/// The expansion names everything by absolute paths (`::offthread::__private::...`), so it
+/// compiles in `#![no_implicit_prelude]` modules and next to user items named `core`, `std`,
+/// `Result` or `Box`; its own local names cannot clash with parameter names. It adds
+/// `#[allow(refining_impl_trait, clippy::double_must_use)]` to the function, for the trait
+/// impl case and for a `#[must_use]` the user wrote.
+#[proc_macro_attribute]
+pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match validate::check(args.into(), item.clone()) {
+        Ok(checked) => expand::expand(checked).into(),
+        // The item is still emitted, unchanged, so the only errors are ours.
+        Err(err) => {
+            let mut out = item;
+            out.extend(err.into_compile_error());
+            out.into()
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! What the annotated item is: a function with a body, each parameter classified by how it
+//! reaches the job (moved, or copied from a `&T`), and its return type.
+//!
+//! Nothing here rejects a function that parsed; `validate` does that, so all problems are
+//! reported together. The only error here is "this is not a function with a body".
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::{
+    Attribute, Block, FnArg, Ident, ItemFn, Pat, PatType, Receiver, ReturnType, Signature, Type,
+    TypeReference, Visibility,
+};
+
+/// The annotated function, as written.
+pub struct Function {
+    /// Attributes on the function (docs, `#[must_use]`, `#[cfg]`, ...), kept on the output.
+    pub attrs: Vec<Attribute>,
+    /// Visibility, kept.
+    pub vis: Visibility,
+    /// The signature as written.
+    pub sig: Signature,
+    /// The body as written.
+    pub block: Box<Block>,
+}
+
+/// How one parameter (the receiver included) reaches the job.
+pub enum Kind {
+    /// By value (`x: T`, `self`, `mut self`, `self: Arc<Self>`, `self: Box<Self>`): moved in.
+    Moved,
+    /// `&T` (and `&self`): copied with `ToOwned` at call time; the body borrows the copy.
+    /// Holds the `T`.
+    Copied(Type),
+    /// `&mut T` (and `&mut self`): rejected by `validate`. Holds the `&mut` tokens.
+    MutRef(TokenStream),
+}
+
+/// One parameter of the signature.
+pub struct Param<'a> {
+    /// The parameter as written.
+    pub arg: &'a FnArg,
+    /// How it reaches the job.
+    pub kind: Kind,
+}
+
+impl Function {
+    /// Parses the item under the attribute. Anything but a function with a body is an error
+    /// on the item's first token, saying where `#[offload]` goes instead.
+    pub fn parse(item: TokenStream) -> syn::Result<Function> {
+        match syn::parse2::<ItemFn>(item.clone()) {
+            Ok(func) => Ok(Function {
+                attrs: func.attrs,
+                vis: func.vis,
+                sig: func.sig,
+                block: func.block,
+            }),
+            Err(_) => Err(not_a_function(item)),
+        }
+    }
+
+    /// Every parameter with its kind, the receiver first if there is one.
+    pub fn params(&self) -> Vec<Param<'_>> {
+        self.sig
+            .inputs
+            .iter()
+            .map(|arg| Param {
+                arg,
+                kind: match arg {
+                    FnArg::Receiver(receiver) => receiver_kind(receiver),
+                    FnArg::Typed(PatType { ty, .. }) => type_kind(ty),
+                },
+            })
+            .collect()
+    }
+
+    /// The return type, `None` for `()` written as nothing.
+    pub fn output(&self) -> Option<&Type> {
+        match &self.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(ty),
+        }
+    }
+
+    /// `true` when the return type is spelled `Result<..>` (`Result<T, E>`, `io::Result<T>`,
+    /// `anyhow::Result<T>`): the only shape `timeout` can put its error into.
+    pub fn returns_result(&self) -> bool {
+        let Some(Type::Path(path)) = self.output().map(strip_parens) else {
+            return false;
+        };
+        path.qself.is_none()
+            && path
+                .path
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident == "Result")
+    }
+}
+
+/// The kind of a receiver: `self`, `mut self`, `&self`, `&mut self`, `self: TYPE`.
+pub fn receiver_kind(receiver: &Receiver) -> Kind {
+    match &receiver.reference {
+        Some((and, _)) => match &receiver.mutability {
+            Some(mutability) => Kind::MutRef(quote::quote!(#and #mutability)),
+            None => Kind::Copied(syn::parse_quote!(Self)),
+        },
+        // `self`, `mut self`, or `self: TYPE` (`colon_token` set; `ty` is the written type).
+        None if receiver.colon_token.is_some() => type_kind(&receiver.ty),
+        None => Kind::Moved,
+    }
+}
+
+/// The kind of a typed parameter: `&mut T`, `&T`, or anything else (by value).
+pub fn type_kind(ty: &Type) -> Kind {
+    match strip_parens(ty) {
+        Type::Reference(TypeReference {
+            and_token,
+            mutability: Some(mutability),
+            ..
+        }) => Kind::MutRef(quote::quote!(#and_token #mutability)),
+        Type::Reference(TypeReference { elem, .. }) => Kind::Copied((**elem).clone()),
+        _ => Kind::Moved,
+    }
+}
+
+/// `(T)` and invisible groups (from `macro_rules!` metavariables) -> `T`.
+pub fn strip_parens(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Paren(inner) => ty = &inner.elem,
+            Type::Group(inner) => ty = &inner.elem,
+            _ => return ty,
+        }
+    }
+}
+
+/// The identifier a parameter binds when its pattern is a plain name (`x`, `mut x`).
+pub fn plain_ident(pat: &Pat) -> Option<&Ident> {
+    match pat {
+        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => Some(&ident.ident),
+        _ => None,
+    }
+}
+
+/// The error for an item that is not a function with a body, on the item's first token after
+/// its attributes and visibility.
+fn not_a_function(item: TokenStream) -> syn::Error {
+    let (keyword, span) = first_keyword(item);
+    let message = match keyword.as_str() {
+        "impl" => "#[offload] goes on each method of an impl block, not on the block: write it above the `fn`s to offload",
+        "trait" => "#[offload] goes on the methods of an impl, not on a trait: declare the trait method as `fn m(&self) -> impl Future<Output = R> + Send;` and put #[offload] on the method in each impl",
+        "fn" | "async" | "const" | "unsafe" | "extern" => "#[offload] needs a function with a body: on a trait method without one, declare it as `fn m(&self) -> impl Future<Output = R> + Send;` and put #[offload] on the method in each impl",
+        _ => "#[offload] can only be used on a function (a free function, an inherent method, or a method of a trait impl)",
+    };
+    syn::Error::new(span, message)
+}
+
+/// The first keyword of an item after its attributes and visibility, and its span.
+fn first_keyword(item: TokenStream) -> (String, Span) {
+    let mut tokens = item.into_iter().peekable();
+    let mut last_span = Span::call_site();
+    while let Some(token) = tokens.next() {
+        last_span = token.span();
+        match &token {
+            // `#[attr]` and `#![attr]`.
+            TokenTree::Punct(p) if p.as_char() == '#' || p.as_char() == '!' => {}
+            TokenTree::Group(_) => {}
+            TokenTree::Ident(ident) if ident == "pub" => {
+                // `pub(crate)`, `pub(in path)`.
+                if matches!(tokens.peek(), Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
+                {
+                    tokens.next();
+                }
+            }
+            TokenTree::Ident(ident) => return (ident.to_string(), ident.span()),
+            _ => return (String::new(), token.span()),
+        }
+    }
+    (String::new(), last_span)
+}
