@@ -1,0 +1,260 @@
+//! [`Builder`]: a pool's settings, checked once by `try_build`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::pool::Pool;
+
+/// A hook run on each worker thread as it starts or stops.
+pub(crate) type Hook = Arc<dyn Fn() + Send + Sync + 'static>;
+
+/// The cap of a pool built without [`Builder::max_threads`]: tokio's blocking pool allows
+/// 512 threads and smol's `blocking` 500; offthread grows only while queued work waits
+/// behind blocked threads, so a high cap costs nothing when jobs are short.
+pub const DEFAULT_MAX_THREADS: usize = 512;
+
+/// How long an idle thread above `min_threads` lives, by default: between tokio's 10 s and
+/// smol's 500 ms, long enough that a service's bursts reuse threads instead of starting them.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Settings for a [`Pool`]; every method takes and returns the builder by value.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use offthread_runtime::Pool;
+///
+/// let pool = Pool::builder()
+///     .name("db")
+///     .min_threads(1)
+///     .max_threads(8)
+///     .keep_alive(Duration::from_secs(30))
+///     .queue_capacity(1024)
+///     .build();
+/// let name = futures::executor::block_on(pool.spawn(|| {
+///     std::thread::current().name().map(str::to_owned)
+/// }));
+/// assert!(name.unwrap().starts_with("db-"));
+/// ```
+#[must_use = "a Builder does nothing until `build` or `try_build` is called"]
+pub struct Builder {
+    pub(crate) name: String,
+    pub(crate) min_threads: usize,
+    pub(crate) max_threads: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) queue_capacity: Option<usize>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) on_thread_start: Option<Hook>,
+    pub(crate) on_thread_stop: Option<Hook>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            name: "offthread".to_owned(),
+            min_threads: 0,
+            max_threads: DEFAULT_MAX_THREADS,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            queue_capacity: None,
+            stack_size: None,
+            on_thread_start: None,
+            on_thread_stop: None,
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults: name `offthread`, 0 to [`DEFAULT_MAX_THREADS`] threads,
+    /// [`DEFAULT_KEEP_ALIVE`], an unbounded queue, the platform's stack size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Builder::new().build();
+    /// assert_eq!(futures::executor::block_on(pool.spawn(|| 1)), 1);
+    /// ```
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Threads are named `{prefix}-{n}`, `n` counting from 0 for each pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().name("files").build();
+    /// let n = futures::executor::block_on(pool.spawn(|| std::thread::current().name().unwrap().to_owned()));
+    /// assert!(n.starts_with("files-"));
+    /// ```
+    pub fn name(mut self, prefix: impl Into<String>) -> Self {
+        self.name = prefix.into();
+        self
+    }
+
+    /// Threads kept alive even when idle (default 0). They start on demand, like the rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().min_threads(2).max_threads(4).build();
+    /// # drop(pool);
+    /// ```
+    pub fn min_threads(mut self, n: usize) -> Self {
+        self.min_threads = n;
+        self
+    }
+
+    /// The most threads the pool runs at once (default [`DEFAULT_MAX_THREADS`]); must be at
+    /// least 1 and at least `min_threads`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(offthread_runtime::Pool::builder().max_threads(0).try_build().is_err());
+    /// ```
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.max_threads = n;
+        self
+    }
+
+    /// An idle thread above `min_threads` exits after `d` (default [`DEFAULT_KEEP_ALIVE`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().keep_alive(std::time::Duration::from_millis(100)).build();
+    /// # drop(pool);
+    /// ```
+    pub fn keep_alive(mut self, d: Duration) -> Self {
+        self.keep_alive = d;
+        self
+    }
+
+    /// Bounds the queue to `n` jobs (default unbounded). When it is full, submitting futures
+    /// wait asynchronously, in arrival order, without blocking any thread. Must be at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().queue_capacity(64).build();
+    /// # drop(pool);
+    /// ```
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = Some(n);
+        self
+    }
+
+    /// The stack size of each worker thread, in bytes (default: the platform's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().stack_size(4 << 20).build();
+    /// # drop(pool);
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs `f` on each worker thread when it starts, before its first job. A panic in `f`
+    /// is caught and reported by the panic hook; the worker carries on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// static STARTED: AtomicUsize = AtomicUsize::new(0);
+    /// let pool = offthread_runtime::Pool::builder()
+    ///     .on_thread_start(|| { STARTED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build();
+    /// futures::executor::block_on(pool.spawn(|| ()));
+    /// assert!(STARTED.load(Ordering::SeqCst) >= 1);
+    /// ```
+    pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_thread_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on each worker thread just before it exits (idle past `keep_alive`, or the
+    /// pool shut down).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder()
+    ///     .on_thread_stop(|| eprintln!("worker {:?} stops", std::thread::current().name()))
+    ///     .build();
+    /// # drop(pool);
+    /// ```
+    pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_thread_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// The pool, or an error naming the bad setting: `max_threads(0)`,
+    /// `min_threads > max_threads`, `queue_capacity(0)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = offthread_runtime::Pool::builder().min_threads(4).max_threads(2).try_build().unwrap_err();
+    /// assert!(err.to_string().contains("min_threads"));
+    /// ```
+    pub fn try_build(self) -> Result<Pool, Error> {
+        if self.max_threads == 0 {
+            return Err(Error::config(format!(
+                "pool `{}`: max_threads(0) leaves no thread to run jobs; use at least 1",
+                self.name
+            )));
+        }
+        if self.min_threads > self.max_threads {
+            return Err(Error::config(format!(
+                "pool `{}`: min_threads ({}) is greater than max_threads ({})",
+                self.name, self.min_threads, self.max_threads
+            )));
+        }
+        if self.queue_capacity == Some(0) {
+            return Err(Error::config(format!(
+                "pool `{}`: queue_capacity(0) admits no job; use at least 1",
+                self.name
+            )));
+        }
+        Ok(Pool::from_builder(self))
+    }
+
+    /// The pool.
+    ///
+    /// # Panics
+    ///
+    /// On bad settings, with the message [`try_build`](Builder::try_build) would return.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().max_threads(2).build();
+    /// # drop(pool);
+    /// ```
+    pub fn build(self) -> Pool {
+        match self.try_build() {
+            Ok(pool) => pool,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("min_threads", &self.min_threads)
+            .field("max_threads", &self.max_threads)
+            .field("keep_alive", &self.keep_alive)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("stack_size", &self.stack_size)
+            .finish_non_exhaustive()
+    }
+}

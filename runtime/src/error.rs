@@ -1,0 +1,185 @@
+//! [`Error`]: why an offloaded call produced no value.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why an offloaded call did not produce its value.
+///
+/// Returned by [`Offload::checked`](crate::Offload::checked), by [`Builder::try_build`]
+/// and [`configure_default`](crate::configure_default), and converted into the user's error
+/// type by `#[offload(timeout = ..)]`. Like tokio's `JoinError`, it tells a panic (whose
+/// payload [`into_panic`](Error::into_panic) returns) from a job that could not run.
+///
+/// [`Builder::try_build`]: crate::Builder::try_build
+///
+/// # Examples
+///
+/// ```
+/// let pool = offthread_runtime::Pool::builder().name("ex").build();
+/// let err = futures::executor::block_on(pool.spawn(|| panic!("boom")).checked()).unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
+/// ```
+pub struct Error {
+    kind: Kind,
+}
+
+enum Kind {
+    /// The body panicked. The payload sits in a `Mutex` only so that `Error` is `Sync`
+    /// without `unsafe`; it is never locked concurrently.
+    Panic {
+        payload: Mutex<Box<dyn Any + Send + 'static>>,
+        message: Option<String>,
+    },
+    /// The pool was shut down before the job could run.
+    Shutdown { pool: Arc<str> },
+    /// The body had not finished within its timeout.
+    Timeout { after: Duration },
+    /// Bad pool settings, or the default pool configured too late.
+    Config { message: String },
+}
+
+impl Error {
+    pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Error {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            Some((*s).to_owned())
+        } else {
+            payload.downcast_ref::<String>().cloned()
+        };
+        Error {
+            kind: Kind::Panic {
+                payload: Mutex::new(payload),
+                message,
+            },
+        }
+    }
+
+    pub(crate) fn shutdown(pool: Arc<str>) -> Error {
+        Error {
+            kind: Kind::Shutdown { pool },
+        }
+    }
+
+    pub(crate) fn timeout(after: Duration) -> Error {
+        Error {
+            kind: Kind::Timeout { after },
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Error {
+        Error {
+            kind: Kind::Config {
+                message: message.into(),
+            },
+        }
+    }
+
+    /// True if the body panicked; [`into_panic`](Error::into_panic) gives the payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let err = futures::executor::block_on(pool.spawn(|| panic!("x")).checked()).unwrap_err();
+    /// assert!(err.is_panic() && !err.is_shutdown() && !err.is_timeout());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panic { .. })
+    }
+
+    /// True if the job never ran because its pool was shut down (or all its handles dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// pool.shutdown(Duration::ZERO);
+    /// let err = futures::executor::block_on(pool.spawn(|| 1).checked()).unwrap_err();
+    /// assert!(err.is_shutdown());
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.kind, Kind::Shutdown { .. })
+    }
+
+    /// True if the call did not finish within the `timeout` given to `#[offload]`.
+    ///
+    /// A body that had not started never starts; a running body goes on, sees
+    /// [`is_cancelled`](crate::is_cancelled) turn true, and its result is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use offthread_runtime::__private::{spawn, with_timeout, default_pool};
+    /// use std::time::Duration;
+    /// let call = with_timeout(
+    ///     spawn(default_pool(), || -> Result<(), offthread_runtime::Error> {
+    ///         std::thread::sleep(Duration::from_millis(200));
+    ///         Ok(())
+    ///     }),
+    ///     Duration::from_millis(10),
+    /// );
+    /// assert!(futures::executor::block_on(call).unwrap_err().is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout { .. })
+    }
+
+    /// The panic payload, to resume with [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// If this error is not a panic, like tokio's `JoinError::into_panic`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let err = futures::executor::block_on(pool.spawn(|| std::panic::panic_any(7_u8)).checked());
+    /// assert_eq!(*err.unwrap_err().into_panic().downcast::<u8>().unwrap(), 7);
+    /// ```
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.kind {
+            Kind::Panic { payload, .. } => payload
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            _ => panic!("`Error::into_panic` called on an error that is not a panic: {self}"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Panic {
+                message: Some(m), ..
+            } => write!(f, "offloaded body panicked: {m}"),
+            Kind::Panic { message: None, .. } => f.write_str("offloaded body panicked"),
+            Kind::Shutdown { pool } => write!(
+                f,
+                "pool `{pool}` is shut down: the offloaded job could not run"
+            ),
+            Kind::Timeout { after } => write!(f, "offloaded call timed out after {after:?}"),
+            Kind::Config { message } => f.write_str(message),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Panic { .. } => "Panic",
+            Kind::Shutdown { .. } => "Shutdown",
+            Kind::Timeout { .. } => "Timeout",
+            Kind::Config { .. } => "Config",
+        };
+        f.debug_struct("Error")
+            .field("kind", &kind)
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {}

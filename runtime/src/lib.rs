@@ -1,0 +1,187 @@
+//! The thread pool and the [`Offload<T>`] future behind
+//! [offthread](https://docs.rs/offthread): run blocking code from async Rust without
+//! stalling the executor.
+//!
+//! Most users depend on the `offthread` facade and write `#[offload]`; this crate is the
+//! runtime it expands to. It depends on no async runtime: an [`Offload`] wakes its task
+//! through the [`Waker`](std::task::Waker) it was polled with, so it works under tokio
+//! (either flavour), smol, `futures::executor::block_on` or any other executor.
+//!
+//! ```
+//! use offthread_runtime::Pool;
+//!
+//! let pool = Pool::builder().name("db").max_threads(8).build();
+//! let sum = futures::executor::block_on(async {
+//!     let a = pool.spawn(|| (1..=100u64).sum::<u64>());   // runs on a "db-*" thread
+//!     let b = offthread_runtime::spawn(|| 42u64);          // runs on the default pool
+//!     a.await + b.await
+//! });
+//! assert_eq!(sum, 5092);
+//! ```
+//!
+//! # Design
+//!
+//! One call is one allocation: the job (`job.rs`) holds the body, then its result, the
+//! waiting task's waker and any permits, behind a small lock. The future (`offload.rs`)
+//! submits the job on its first poll. Workers (`pool.rs`) take jobs from a sharded queue,
+//! spin briefly when they run out of work so that back-to-back calls need no wake-up, and
+//! park on a condvar after that. The pool starts threads on demand up to the CPU count; past
+//! that a monitor adds threads only when queued work waits behind *blocked* workers, so short
+//! jobs never make it start hundreds of threads, while a thousand sleeping calls quickly get
+//! dozens. See the module docs of `pool.rs` for the wake-up protocol and growth rule.
+
+#![forbid(unsafe_code)]
+
+mod builder;
+mod error;
+mod job;
+mod limit;
+mod metrics;
+mod offload;
+mod pool;
+mod sync;
+mod timer;
+
+use std::sync::OnceLock;
+
+pub use builder::{Builder, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+pub use error::Error;
+pub use metrics::Metrics;
+pub use offload::{Checked, Offload};
+pub use pool::{is_cancelled, Pool, ShutdownReport};
+
+/// The environment variable that sets the default pool's `max_threads`.
+pub const MAX_THREADS_ENV: &str = "OFFTHREAD_MAX_THREADS";
+
+/// The range `OFFTHREAD_MAX_THREADS` is clamped to, like smol's `BLOCKING_MAX_THREADS`.
+pub const MAX_THREADS_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
+
+static DEFAULT: OnceLock<Pool> = OnceLock::new();
+
+/// The builder of the default pool: name `offthread`, `max_threads` from
+/// `OFFTHREAD_MAX_THREADS` (clamped to [`MAX_THREADS_RANGE`]; unset or not a number:
+/// [`DEFAULT_MAX_THREADS`]), the other settings as [`Builder::new`].
+fn default_builder() -> Builder {
+    let max = std::env::var(MAX_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_MAX_THREADS, |n| {
+            n.clamp(*MAX_THREADS_RANGE.start(), *MAX_THREADS_RANGE.end())
+        });
+    Builder::new().name("offthread").max_threads(max)
+}
+
+/// The default pool, used by [`spawn`] and by `#[offload]` without `pool = ..`.
+///
+/// Built on first use: threads named `offthread-{n}`, at most `OFFTHREAD_MAX_THREADS`
+/// (default [`DEFAULT_MAX_THREADS`], clamped to [`MAX_THREADS_RANGE`]), idle threads kept
+/// [`DEFAULT_KEEP_ALIVE`]; or as set by [`configure_default`] before that.
+///
+/// # Examples
+///
+/// ```
+/// let pool = offthread_runtime::default_pool();
+/// assert_eq!(futures::executor::block_on(pool.spawn(|| 3)), 3);
+/// ```
+pub fn default_pool() -> &'static Pool {
+    DEFAULT.get_or_init(|| default_builder().build())
+}
+
+/// Replaces the default pool's settings. Call it before the first use of the default pool.
+///
+/// # Errors
+///
+/// If the builder's settings are bad (see [`Builder::try_build`]), or the default pool is
+/// already in use: then nothing changes.
+///
+/// # Examples
+///
+/// ```
+/// let r = offthread_runtime::configure_default(offthread_runtime::Pool::builder().max_threads(16));
+/// assert!(r.is_ok());
+/// let _ = offthread_runtime::default_pool();
+/// assert!(offthread_runtime::configure_default(offthread_runtime::Pool::builder()).is_err());
+/// ```
+pub fn configure_default(builder: Builder) -> Result<(), Error> {
+    let pool = builder.try_build()?;
+    let mut installed = false;
+    DEFAULT.get_or_init(|| {
+        installed = true;
+        pool
+    });
+    if installed {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "configure_default: the default pool is already in use; call configure_default \
+             before the first offloaded call",
+        ))
+    }
+}
+
+/// Runs `f` on the default pool; see [`Pool::spawn`].
+///
+/// # Examples
+///
+/// ```
+/// let n = futures::executor::block_on(offthread_runtime::spawn(|| 6 * 7));
+/// assert_eq!(n, 42);
+/// ```
+pub fn spawn<F, T>(f: F) -> Offload<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    default_pool().spawn(f)
+}
+
+/// What `#[offload]` expands to. Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::limit::Limit;
+    pub use crate::{default_pool, Error, Offload, Pool};
+    pub use ::core::{
+        future::Future, marker::Send, option::Option, result::Result, time::Duration,
+    };
+    pub use ::std::borrow::{Borrow, ToOwned};
+    pub use ::std::boxed::Box;
+    pub use ::std::sync::Arc;
+
+    /// `pool = EXPR`: `pool_ref(&*(EXPR))` accepts a `static` that derefs to a pool and any
+    /// `&Pool`, through deref coercion.
+    #[inline]
+    pub fn pool_ref(pool: &Pool) -> &Pool {
+        pool
+    }
+
+    /// The job of one call, on `pool`.
+    #[inline]
+    pub fn spawn<F, T>(pool: &Pool, f: F) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        pool.spawn(f)
+    }
+
+    /// `limit = N`: a permit of `limit` is taken (asynchronously, FIFO) at the first poll
+    /// and held until the body returns.
+    #[inline]
+    pub fn with_limit<T>(mut call: Offload<T>, limit: &'static Limit) -> Offload<T> {
+        call.set_limit(limit);
+        call
+    }
+
+    /// `timeout = ".."`: past `after`, the call resolves to `Err(E::from(timeout error))`.
+    #[inline]
+    pub fn with_timeout<T, E>(
+        mut call: Offload<Result<T, E>>,
+        after: Duration,
+    ) -> Offload<Result<T, E>>
+    where
+        E: From<Error>,
+    {
+        call.set_timeout(after, |e| Err(E::from(e)));
+        call
+    }
+}

@@ -1,0 +1,292 @@
+//! A FIFO asynchronous semaphore: the permits behind `#[offload(limit = N)]` and
+//! [`Builder::queue_capacity`](crate::Builder::queue_capacity).
+//!
+//! Waiting costs no thread: an acquirer that finds no permit enqueues a small waiter and
+//! returns `Pending`; a release hands its permit straight to the oldest waiter and wakes it,
+//! so permits go out in strict arrival order and a newcomer can never overtake a waiter.
+//! A waiter dropped after it was granted a permit passes that permit on.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+/// A FIFO async semaphore with a fixed number of permits.
+///
+/// `#[offload(limit = N)]` declares one as a `static` next to the function it limits.
+///
+/// # Examples
+///
+/// ```
+/// use offthread_runtime::__private::{spawn, with_limit, default_pool, Limit};
+/// static ONE: Limit = Limit::new(1);
+/// let a = with_limit(spawn(default_pool(), || 1), &ONE);
+/// let b = with_limit(spawn(default_pool(), || 2), &ONE);
+/// assert_eq!(futures::executor::block_on(async { a.await + b.await }), 3);
+/// ```
+pub struct Limit {
+    /// Free permits and the queue of waiters, in arrival order.
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Permits not held by anyone. Never positive while `waiters` is non-empty.
+    permits: usize,
+    /// Acquirers waiting for a permit, oldest first.
+    waiters: VecDeque<Arc<Waiter>>,
+}
+
+/// One waiting acquirer: set `granted` and wake it to hand it a permit.
+struct Waiter {
+    state: Mutex<WaiterState>,
+}
+
+#[derive(Default)]
+struct WaiterState {
+    granted: bool,
+    waker: Option<Waker>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Limit {
+    /// A semaphore with `permits` permits (`#[offload]` rejects `limit = 0` at compile time).
+    pub const fn new(permits: usize) -> Limit {
+        Limit {
+            state: Mutex::new(State {
+                permits,
+                waiters: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Takes a permit now if one is free and nobody waits.
+    #[cfg(test)]
+    fn try_take(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.permits > 0 && st.waiters.is_empty() {
+            st.permits -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Returns a permit: to the oldest waiter if there is one, else to the pool of permits.
+    fn release(&self) {
+        let waker = {
+            let mut st = lock(&self.state);
+            match st.waiters.pop_front() {
+                Some(w) => {
+                    let mut ws = lock(&w.state);
+                    ws.granted = true;
+                    ws.waker.take()
+                }
+                None => {
+                    st.permits += 1;
+                    None
+                }
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Where a permit comes from: a `static` limit or a pool's queue-capacity semaphore.
+#[derive(Clone)]
+pub(crate) enum LimitRef {
+    Static(&'static Limit),
+    Shared(Arc<Limit>),
+}
+
+impl LimitRef {
+    fn get(&self) -> &Limit {
+        match self {
+            LimitRef::Static(l) => l,
+            LimitRef::Shared(l) => l,
+        }
+    }
+
+    /// A future for one permit, in FIFO order.
+    pub(crate) fn acquire(self) -> Acquire {
+        Acquire {
+            limit: self,
+            waiter: None,
+            done: false,
+        }
+    }
+}
+
+/// A held permit; dropping it releases the permit.
+pub(crate) struct Permit {
+    limit: LimitRef,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.limit.get().release();
+    }
+}
+
+/// The future of [`LimitRef::acquire`].
+pub(crate) struct Acquire {
+    limit: LimitRef,
+    /// Our place in the queue once we had to wait.
+    waiter: Option<Arc<Waiter>>,
+    /// The permit was handed out by `poll`; `Drop` has nothing to give back.
+    done: bool,
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let this = &mut *self;
+        assert!(!this.done, "Acquire polled after completion");
+        match &this.waiter {
+            None => {
+                let sem = this.limit.get();
+                let mut st = lock(&sem.state);
+                if st.permits > 0 && st.waiters.is_empty() {
+                    st.permits -= 1;
+                } else {
+                    let w = Arc::new(Waiter {
+                        state: Mutex::new(WaiterState {
+                            granted: false,
+                            waker: Some(cx.waker().clone()),
+                        }),
+                    });
+                    st.waiters.push_back(Arc::clone(&w));
+                    this.waiter = Some(w);
+                    return Poll::Pending;
+                }
+            }
+            Some(w) => {
+                let mut ws = lock(&w.state);
+                if !ws.granted {
+                    match &ws.waker {
+                        Some(old) if old.will_wake(cx.waker()) => {}
+                        _ => ws.waker = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        this.done = true;
+        this.waiter = None;
+        Poll::Ready(Permit {
+            limit: this.limit.clone(),
+        })
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        let Some(w) = self.waiter.take() else { return };
+        if self.done {
+            return;
+        }
+        let granted = {
+            let mut st = lock(&self.limit.get().state);
+            let granted = lock(&w.state).granted;
+            if !granted {
+                st.waiters.retain(|other| !Arc::ptr_eq(other, &w));
+            }
+            granted
+        };
+        if granted {
+            // We were handed a permit but will never use it: pass it on.
+            self.limit.get().release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn permits_go_out_in_arrival_order() {
+        static L: Limit = Limit::new(1);
+        let first = futures::executor::block_on(LimitRef::Static(&L).acquire());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting: Vec<_> = (0..5)
+            .map(|i| {
+                let order = Arc::clone(&order);
+                let mut acq = Box::pin(LimitRef::Static(&L).acquire());
+                let waker = futures::task::noop_waker();
+                assert!(acq.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+                (i, acq, order)
+            })
+            .collect();
+        drop(first);
+        // Only the oldest waiter holds the permit; each release passes it to the next.
+        for (i, acq, order) in waiting.drain(..) {
+            let permit = futures::executor::block_on(acq);
+            lock(&order).push(i);
+            drop(permit);
+        }
+        assert_eq!(*lock(&order), vec![0, 1, 2, 3, 4]);
+        assert!(L.try_take(), "the permit came back after the last waiter");
+    }
+
+    #[test]
+    fn dropped_waiter_passes_its_granted_permit_on() {
+        static L: Limit = Limit::new(1);
+        let held = futures::executor::block_on(LimitRef::Static(&L).acquire());
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut a = Box::pin(LimitRef::Static(&L).acquire());
+        let mut b = Box::pin(LimitRef::Static(&L).acquire());
+        assert!(a.as_mut().poll(&mut cx).is_pending());
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        drop(held); // granted to `a`
+        drop(a); // `a` never takes it: it must go to `b`
+        assert!(b.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn dropped_waiter_leaves_the_queue() {
+        static L: Limit = Limit::new(1);
+        let held = futures::executor::block_on(LimitRef::Static(&L).acquire());
+        let waker = futures::task::noop_waker();
+        let mut a = Box::pin(LimitRef::Static(&L).acquire());
+        assert!(a.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        drop(a);
+        drop(held);
+        assert!(L.try_take());
+    }
+
+    #[test]
+    fn never_more_holders_than_permits_under_contention() {
+        static L: Limit = Limit::new(3);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (inside, max) = (Arc::clone(&inside), Arc::clone(&max));
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let p = futures::executor::block_on(LimitRef::Static(&L).acquire());
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(p);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(max.load(Ordering::SeqCst) <= 3);
+        assert_eq!(lock(&L.state).permits, 3);
+    }
+}

@@ -1,0 +1,44 @@
+//! [`Metrics`]: a snapshot of one pool's gauges and totals.
+
+use std::time::Duration;
+
+/// A snapshot of a pool's state, from [`Pool::metrics`](crate::Pool::metrics).
+///
+/// Gauges (`threads` .. `running`) are read one after another without a lock, so under load
+/// they may disagree by a job or two. Totals only grow. Every submitted job ends up counted
+/// exactly once in `completed`, `panicked` or `cancelled`; until then it is queued, waiting
+/// for a `limit` or queue-slot permit, or running.
+///
+/// # Examples
+///
+/// ```
+/// let pool = offthread_runtime::Pool::builder().name("m").build();
+/// futures::executor::block_on(pool.spawn(|| 2 + 2));
+/// let m = pool.metrics();
+/// assert_eq!((m.submitted, m.completed), (1, 1));
+/// assert!(m.threads >= 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Worker threads alive now.
+    pub threads: usize,
+    /// Worker threads alive and not running a body (spinning or parked).
+    pub idle_threads: usize,
+    /// Jobs in the queue, submitted and not yet started.
+    pub queued: usize,
+    /// Bodies running now (on workers, or inline in a nested call).
+    pub running: usize,
+    /// Jobs submitted: a job counts at its first poll.
+    pub submitted: u64,
+    /// Bodies that returned.
+    pub completed: u64,
+    /// Bodies that panicked.
+    pub panicked: u64,
+    /// Jobs that never ran: dropped or timed out before starting, or failed by shutdown.
+    pub cancelled: u64,
+    /// Total time jobs spent in the queue before a worker started them.
+    pub queue_wait: Duration,
+    /// Total time bodies spent running.
+    pub run_time: Duration,
+}

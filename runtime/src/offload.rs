@@ -1,0 +1,278 @@
+//! [`Offload<T>`], the future of one offloaded call, and [`Checked<T>`].
+//!
+//! What happens to one call: `Pool::spawn` (or the macro) puts the body in a job
+//! (`job.rs`), the one allocation of the call, and wraps it here with a handle to its pool.
+//! The first poll counts the job as submitted, arms its timeout, waits (asynchronously) for
+//! a `limit` permit and a queue slot if either applies, then queues it (`pool.rs`), or runs
+//! it inline when polled on a worker of the same pool. Later polls read the result.
+//! Dropping the future abandons the job.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::job::{Abandoned, Run, Task};
+use crate::limit::{Acquire, Limit, LimitRef};
+use crate::pool::Pool;
+
+/// The future of an offloaded call: its output is the body's value.
+///
+/// `Offload<T>` is `Send + Unpin + 'static` when `T: Send + 'static`, and works under any
+/// executor: it only uses the `Waker` it is polled with.
+///
+/// - **Lazy**: nothing runs until the first poll.
+/// - **Panics** in the body resume in the task that awaits it, with the original payload;
+///   the worker thread survives. Use [`checked`](Offload::checked) to get them as values.
+/// - **Dropped before its body started**: the body never runs.
+///   **Dropped while running**: the body runs to its end (a thread cannot be stopped safely),
+///   [`is_cancelled`](crate::is_cancelled) returns true inside it, and its result is dropped.
+/// - **Nested**: first polled on a worker of its own pool (a body that `block_on`s another
+///   call), it runs its body right there, so nested calls never deadlock, even on a pool of
+///   one thread.
+/// - A job that could not run because its pool is shut down makes a plain `.await` panic with
+///   a message naming the pool; [`checked`](Offload::checked) returns the error instead.
+///
+/// # Examples
+///
+/// ```
+/// use offthread_runtime::{Offload, Pool};
+///
+/// let pool = Pool::builder().name("fs").build();
+/// let len: Offload<usize> = pool.spawn(|| std::fs::read("Cargo.toml").map_or(0, |b| b.len()));
+/// assert!(futures::executor::block_on(len) > 0);
+/// ```
+#[must_use = "an Offload does nothing unless it is awaited or polled"]
+pub struct Offload<T> {
+    job: Arc<dyn Task<T>>,
+    pool: Pool,
+    state: State,
+    limit: Option<&'static Limit>,
+    timeout: Option<Duration>,
+    /// Turns a timeout or shutdown into the output (set by `with_timeout`).
+    on_error: Option<fn(Error) -> T>,
+}
+
+enum State {
+    /// Not polled yet: not submitted, not counted.
+    Unpolled,
+    /// Waiting for a `limit = N` permit.
+    Limit(Acquire),
+    /// Ready to queue.
+    Ready,
+    /// Waiting for a slot in a bounded queue.
+    Slot(Acquire),
+    /// Queued, running or done: the result comes from the job.
+    Submitted,
+    /// The output was returned, or the job abandoned.
+    Done,
+}
+
+impl<T> Offload<T> {
+    pub(crate) fn new(job: Arc<dyn Task<T>>, pool: Pool) -> Offload<T> {
+        Offload {
+            job,
+            pool,
+            state: State::Unpolled,
+            limit: None,
+            timeout: None,
+            on_error: None,
+        }
+    }
+
+    pub(crate) fn set_limit(&mut self, limit: &'static Limit) {
+        self.limit = Some(limit);
+    }
+
+    pub(crate) fn set_timeout(&mut self, after: Duration, on_error: fn(Error) -> T) {
+        self.timeout = Some(after);
+        self.on_error = Some(on_error);
+    }
+
+    /// A future of `Result<T, Error>`: panics, shutdown and timeouts become `Err` values
+    /// instead of panicking in the awaiting task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let r = futures::executor::block_on(pool.spawn(|| -> u8 { panic!("bad input") }).checked());
+    /// let err = r.unwrap_err();
+    /// assert!(err.is_panic());
+    /// assert!(err.to_string().contains("bad input"));
+    /// ```
+    pub fn checked(self) -> Checked<T> {
+        Checked { inner: self }
+    }
+
+    /// Drives the call: submits on the first poll, then reads the result.
+    fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        loop {
+            match &mut self.state {
+                State::Unpolled => {
+                    let shared = self.pool.shared();
+                    shared.count_submitted();
+                    if shared.is_closed() {
+                        self.job.abandon();
+                        shared.count_cancelled(false);
+                        self.state = State::Done;
+                        return Poll::Ready(Err(Error::shutdown(Arc::clone(&shared.name))));
+                    }
+                    if let Some(after) = self.timeout {
+                        if let Some(at) = Instant::now().checked_add(after) {
+                            let job: Arc<dyn Run> = self.job.clone();
+                            crate::timer::expire_at(at, Arc::downgrade(&job));
+                        }
+                    }
+                    self.state = match self.limit {
+                        Some(limit) => State::Limit(LimitRef::Static(limit).acquire()),
+                        None => State::Ready,
+                    };
+                }
+                State::Limit(acquire) => match Pin::new(acquire).poll(cx) {
+                    Poll::Ready(permit) => {
+                        self.job.hold_limit(permit);
+                        self.state = State::Ready;
+                    }
+                    Poll::Pending => return self.wait(cx),
+                },
+                State::Ready => {
+                    let shared = Arc::clone(self.pool.shared());
+                    if shared.is_own_worker() {
+                        let job: Arc<dyn Run> = self.job.clone();
+                        shared.run_inline(&job);
+                        self.state = State::Submitted;
+                    } else if let Some(slots) = &shared.queue_limit {
+                        self.state = State::Slot(LimitRef::Shared(Arc::clone(slots)).acquire());
+                    } else {
+                        shared.submit(self.job.clone());
+                        self.state = State::Submitted;
+                    }
+                }
+                State::Slot(acquire) => match Pin::new(acquire).poll(cx) {
+                    Poll::Ready(permit) => {
+                        self.job.hold_slot(permit);
+                        self.pool.shared().submit(self.job.clone());
+                        self.state = State::Submitted;
+                    }
+                    Poll::Pending => return self.wait(cx),
+                },
+                State::Submitted => {
+                    return match self.job.poll_result(cx) {
+                        Poll::Ready(result) => {
+                            self.state = State::Done;
+                            Poll::Ready(result)
+                        }
+                        Poll::Pending => self.wait(cx),
+                    };
+                }
+                State::Done => panic!("`Offload` polled after it completed"),
+            }
+        }
+    }
+
+    /// Pending, unless the timeout fired: then the job is abandoned and the call fails.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        if !matches!(self.state, State::Submitted) {
+            // Let the timer's wake-up reach us while we wait for a permit.
+            if let Poll::Ready(result) = self.job.poll_result(cx) {
+                self.state = State::Done;
+                return Poll::Ready(result);
+            }
+        }
+        if self.job.timed_out() {
+            self.abandon();
+            let after = self.timeout.unwrap_or_default();
+            return Poll::Ready(Err(Error::timeout(after)));
+        }
+        Poll::Pending
+    }
+
+    /// Gives up on the job (dropped or timed out), with the pool's bookkeeping.
+    fn abandon(&mut self) {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let shared = self.pool.shared();
+        match state {
+            State::Unpolled | State::Done => {}
+            State::Limit(_) | State::Ready | State::Slot(_) => {
+                self.job.abandon();
+                shared.count_cancelled(false);
+            }
+            State::Submitted => {
+                if self.job.abandon() == Abandoned::BeforeStart {
+                    shared.count_cancelled(true);
+                }
+            }
+        }
+    }
+
+    fn resolve(&mut self, result: Result<T, Error>) -> T {
+        match result {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => match self.on_error {
+                Some(on_error) => on_error(e),
+                None => panic!("offthread: {e}"),
+            },
+        }
+    }
+}
+
+impl<T> Future for Offload<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = &mut *self;
+        this.poll_call(cx).map(|result| this.resolve(result))
+    }
+}
+
+impl<T> Drop for Offload<T> {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+impl<T> std::fmt::Debug for Offload<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Unpolled => "unpolled",
+            State::Limit(_) => "waiting for a limit permit",
+            State::Ready => "ready to queue",
+            State::Slot(_) => "waiting for a queue slot",
+            State::Submitted => "submitted",
+            State::Done => "done",
+        };
+        f.debug_struct("Offload")
+            .field("pool", &self.pool.shared().name)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Offload::checked`]: the body's value, or why there is none.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = offthread_runtime::Pool::builder().build();
+/// pool.shutdown(Duration::ZERO);
+/// let r = futures::executor::block_on(pool.spawn(|| 1).checked());
+/// assert!(r.unwrap_err().is_shutdown());
+/// ```
+#[must_use = "a Checked does nothing unless it is awaited or polled"]
+#[derive(Debug)]
+pub struct Checked<T> {
+    inner: Offload<T>,
+}
+
+impl<T> Future for Checked<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        self.inner.poll_call(cx)
+    }
+}

@@ -1,0 +1,818 @@
+//! The workers: queue, BUSY / SPIN / IDLE loop, growth, keep-alive, shutdown.
+//!
+//! # Queue
+//!
+//! Jobs wait in a few mutex-guarded deques (shards). A submitting thread always uses the
+//! same shard, chosen once per thread, so executor threads do not contend on one lock;
+//! a worker pops from its home shard first and then from the others. `len` counts entries
+//! in all shards and is what every "is there work?" check reads.
+//!
+//! # Who wakes whom
+//!
+//! A worker that runs out of work first *spins* for a few microseconds (at most
+//! `max_spinners` at a time, so spinning never takes every core), then *parks* on the
+//! pool's condvar. A submitter pushes its job and then, in order:
+//! 1. if a worker is spinning, does nothing: the spinner will see the job;
+//! 2. else if a worker is parked, notifies one (a counted notification, so spurious
+//!    wake-ups are told from real ones);
+//! 3. else if fewer than `core` threads (the number of CPUs, or `min_threads`) exist,
+//!    starts one;
+//! 4. else all workers are busy and the job waits for one of them; the *monitor* (below)
+//!    decides whether the pool needs more threads.
+//!
+//! Each step reads counters that the worker writes before its last look at the queue
+//! (`SeqCst` on both sides), so a job is never left with every worker asleep. A spinner
+//! that finds work while others are still queued wakes one more worker, so a burst fans out.
+//!
+//! # Growth
+//!
+//! Starting a thread per job when none is idle (what `spawn_blocking` does) starts hundreds
+//! of threads for jobs that take microseconds. Here threads beyond `core` are started only by
+//! the monitor, a thread that wakes every [`TICK`] while jobs are queued. It grows the pool
+//! when queued work waits behind *blocked* workers: some worker has been inside one body for
+//! longer than a tick, and at the rate jobs completed during the last tick the backlog would
+//! take longer than [`DRAIN_HORIZON`] to clear. It then adds up to half the current threads,
+//! so a thousand one-millisecond sleeps reach a few dozen threads within a couple of
+//! milliseconds, while short jobs never trigger growth however many callers wait.
+//!
+//! # Shrinking and shutdown
+//!
+//! A parked worker above `min_threads` exits after `keep_alive` without work. When the last
+//! [`Pool`] handle is dropped, or [`Pool::shutdown`] is called, the pool is *closed*: new
+//! submissions fail with a shutdown error, workers finish the queue and exit.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::builder::{Builder, Hook};
+use crate::error::Error;
+use crate::job::{Job, Outcome, Run, RunHooks, Task};
+use crate::limit::Limit;
+use crate::metrics::Metrics;
+use crate::offload::Offload;
+use crate::sync::lock;
+
+/// How often the monitor looks at a pool with queued work.
+pub const TICK: Duration = Duration::from_micros(200);
+/// The monitor grows the pool only if the backlog would take longer than this to drain at
+/// the completion rate of the last tick.
+pub const DRAIN_HORIZON: Duration = Duration::from_millis(16);
+/// How long an out-of-work worker spins before parking.
+const SPIN_FOR: Duration = Duration::from_micros(50);
+/// Monitor ticks without queued work before the monitor parks.
+const MONITOR_IDLE_TICKS: u32 = 50;
+
+/// A value on a cache line of its own, so counters written by different threads do not
+/// slow each other down.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A cheap, cloneable handle to a thread pool for blocking work.
+///
+/// Cloning shares the pool. When the last handle (and the last [`Offload`] made from it) is
+/// gone, the pool closes: queued jobs still run, then the threads exit.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use offthread_runtime::Pool;
+///
+/// static DB: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("db").max_threads(8).build());
+///
+/// let n = futures::executor::block_on(DB.spawn(|| (1..=10u64).product::<u64>()));
+/// assert_eq!(n, 3_628_800);
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    handle: Arc<Handle>,
+}
+
+/// Closes the pool when the last [`Pool`] clone is dropped (workers hold `Shared`, not this).
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// One part of the queue.
+type Shard = Mutex<VecDeque<Arc<dyn Run>>>;
+
+/// A per-worker record the monitor reads to tell blocked workers from busy ones.
+#[derive(Default)]
+struct WorkerSlot {
+    /// When the current body started (nanoseconds since the epoch, plus one); 0 when idle.
+    busy_since: AtomicU64,
+}
+
+/// Everything the pool's threads share.
+pub(crate) struct Shared {
+    /// The thread-name prefix, also used in error messages.
+    pub(crate) name: Arc<str>,
+    min_threads: usize,
+    max_threads: usize,
+    keep_alive: Duration,
+    stack_size: Option<usize>,
+    on_thread_start: Option<Hook>,
+    on_thread_stop: Option<Hook>,
+    /// Threads started eagerly by submitters: the CPU count, at least `min_threads`.
+    core: usize,
+    /// At most this many workers spin at once.
+    max_spinners: usize,
+    /// The zero of every timestamp stored in jobs and worker slots.
+    epoch: Instant,
+    /// The queue, split in shards; a power-of-two count.
+    shards: Box<[Padded<Shard>]>,
+    /// Entries in all shards (including abandoned jobs not yet popped).
+    len: Padded<AtomicUsize>,
+    /// Workers spinning for work now.
+    spinning: Padded<AtomicUsize>,
+    /// Workers parked now (mirror of `State::sleepers`, readable without the lock).
+    sleeping: AtomicUsize,
+    /// Worker threads alive (mirror of `State::threads`).
+    threads: AtomicUsize,
+    /// Bodies running now.
+    running: AtomicUsize,
+    /// No new submissions: shut down or every handle dropped.
+    closed: AtomicBool,
+    /// The monitor is ticking (not parked), so submitters need not call it.
+    monitor_awake: AtomicBool,
+    /// Bounds the queue when `queue_capacity` was set.
+    pub(crate) queue_limit: Option<Arc<Limit>>,
+    counters: Counters,
+    /// Thread bookkeeping, under one lock taken only off the fast path.
+    state: Mutex<State>,
+    /// Parked workers wait here.
+    wake: Condvar,
+    /// The parked monitor waits here.
+    monitor_wake: Condvar,
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: Padded<AtomicU64>,
+    /// Jobs in the queue that have not started nor been abandoned.
+    queued: Padded<AtomicUsize>,
+    completed: Padded<AtomicU64>,
+    panicked: AtomicU64,
+    cancelled: AtomicU64,
+    queue_wait_ns: Padded<AtomicU64>,
+    run_ns: AtomicU64,
+}
+
+struct State {
+    threads: usize,
+    sleepers: usize,
+    /// Notifications sent to parked workers and not yet consumed.
+    notified: usize,
+    next_id: usize,
+    closed: bool,
+    slots: Vec<Arc<WorkerSlot>>,
+    monitor_started: bool,
+    /// A submitter asked the parked monitor to look.
+    monitor_wanted: bool,
+}
+
+thread_local! {
+    /// The pool this thread works for (address of its `Shared`), 0 if none.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+    /// The job running on this thread, for `is_cancelled()`.
+    static CURRENT: RefCell<Option<Arc<dyn Run>>> = const { RefCell::new(None) };
+    /// This thread's queue shard, chosen on first submit.
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// True inside a body whose [`Offload`] was dropped or timed out; false elsewhere,
+/// including outside any worker.
+///
+/// A long body can poll it between steps and stop early: nobody will see its result.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!offthread_runtime::is_cancelled());
+/// let pool = offthread_runtime::Pool::builder().build();
+/// assert!(!futures::executor::block_on(pool.spawn(offthread_runtime::is_cancelled)));
+/// ```
+pub fn is_cancelled() -> bool {
+    CURRENT.with_borrow(|c| c.as_ref().is_some_and(|job| job.is_cancelled()))
+}
+
+fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// A report of [`Pool::shutdown`].
+///
+/// # Examples
+///
+/// ```
+/// let pool = offthread_runtime::Pool::builder().build();
+/// let report = pool.shutdown(std::time::Duration::from_millis(10));
+/// assert_eq!((report.still_running, report.failed), (0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Jobs whose bodies had not returned at the deadline (they run on to their end).
+    pub still_running: usize,
+    /// Queued jobs that never started and were failed with a shutdown error.
+    pub failed: usize,
+}
+
+impl Pool {
+    /// A [`Builder`] with the defaults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().name("io").max_threads(4).build();
+    /// assert_eq!(futures::executor::block_on(pool.spawn(|| "done")), "done");
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_builder(b: Builder) -> Pool {
+        let cpus = cpus();
+        let shards = (cpus * 2).next_power_of_two().max(2);
+        let shared = Shared {
+            name: b.name.into(),
+            min_threads: b.min_threads,
+            max_threads: b.max_threads,
+            keep_alive: b.keep_alive,
+            stack_size: b.stack_size,
+            on_thread_start: b.on_thread_start,
+            on_thread_stop: b.on_thread_stop,
+            core: cpus.max(b.min_threads).min(b.max_threads),
+            max_spinners: (cpus / 2).max(1),
+            epoch: Instant::now(),
+            shards: (0..shards).map(|_| Padded::default()).collect(),
+            len: Padded::default(),
+            spinning: Padded::default(),
+            sleeping: AtomicUsize::new(0),
+            threads: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            monitor_awake: AtomicBool::new(false),
+            queue_limit: b.queue_capacity.map(|n| Arc::new(Limit::new(n))),
+            counters: Counters::default(),
+            state: Mutex::new(State {
+                threads: 0,
+                sleepers: 0,
+                notified: 0,
+                next_id: 0,
+                closed: false,
+                slots: Vec::new(),
+                monitor_started: false,
+                monitor_wanted: false,
+            }),
+            wake: Condvar::new(),
+            monitor_wake: Condvar::new(),
+        };
+        Pool {
+            handle: Arc::new(Handle {
+                shared: Arc::new(shared),
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Runs `f` on the pool and returns a future of its value.
+    ///
+    /// Nothing runs until the future is first polled (like an `async fn`). Awaiting gives
+    /// `f`'s value; a panic in `f` resumes in the awaiting task. See [`Offload`] for
+    /// cancellation and [`Offload::checked`] to get errors as values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let contents = futures::executor::block_on(pool.spawn(|| std::fs::read_to_string("Cargo.toml")));
+    /// assert!(contents.unwrap().contains("[package]"));
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> Offload<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        #[cfg(feature = "tracing")]
+        let f = {
+            let span = tracing::Span::current();
+            move || span.in_scope(f)
+        };
+        let job: Arc<dyn Task<T>> = Arc::new(Job::new(f));
+        Offload::new(job, self.clone())
+    }
+
+    /// A snapshot of the pool's threads, queue and totals.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let _ = futures::executor::block_on(pool.spawn(|| panic!("x")).checked());
+    /// assert_eq!(pool.metrics().panicked, 1);
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let s = self.shared();
+        let c = &s.counters;
+        let threads = s.threads.load(Relaxed);
+        let running = s.running.load(Relaxed);
+        Metrics {
+            threads,
+            idle_threads: threads.saturating_sub(running),
+            queued: c.queued.load(Relaxed),
+            running,
+            submitted: c.submitted.load(Relaxed),
+            completed: c.completed.load(Relaxed),
+            panicked: c.panicked.load(Relaxed),
+            cancelled: c.cancelled.load(Relaxed),
+            queue_wait: Duration::from_nanos(c.queue_wait_ns.load(Relaxed)),
+            run_time: Duration::from_nanos(c.run_ns.load(Relaxed)),
+        }
+    }
+
+    /// Stops accepting work and waits up to `deadline` for queued and running jobs.
+    ///
+    /// New calls fail with [`Error::is_shutdown`] from the moment this is called (a plain
+    /// `.await` panics naming the pool; [`Offload::checked`] returns the error). Workers keep
+    /// taking queued jobs until the deadline; jobs still queued then are failed with a
+    /// shutdown error. Bodies still running at the deadline cannot be stopped: they run to
+    /// their end and are counted in [`ShutdownReport::still_running`]. Threads exit once idle.
+    ///
+    /// Called from inside a body of this pool, that body counts as still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let report = pool.shutdown(Duration::from_secs(1));
+    /// assert_eq!(report.failed, 0);
+    /// let late = futures::executor::block_on(pool.spawn(|| 1).checked());
+    /// assert!(late.unwrap_err().is_shutdown());
+    /// ```
+    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let s = self.shared();
+        s.close();
+        let end = Instant::now().checked_add(deadline);
+        let mut pause = Duration::from_micros(20);
+        loop {
+            let busy = s.counters.queued.load(SeqCst) + s.running.load(SeqCst);
+            if busy == 0 {
+                break;
+            }
+            let now = Instant::now();
+            let left = match end {
+                Some(end) if end > now => end - now,
+                Some(_) => break,
+                None => Duration::MAX,
+            };
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+        let mut failed = 0;
+        for shard in s.shards.iter() {
+            let drained: Vec<_> = lock(shard).drain(..).collect();
+            s.len.fetch_sub(drained.len(), SeqCst);
+            for job in drained {
+                if job.fail(Error::shutdown(Arc::clone(&s.name))) {
+                    s.counters.queued.fetch_sub(1, SeqCst);
+                    s.counters.cancelled.fetch_add(1, Relaxed);
+                    failed += 1;
+                }
+            }
+        }
+        ShutdownReport {
+            still_running: s.running.load(SeqCst),
+            failed,
+        }
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.shared().name)
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}
+
+/// What the worker (or an inline nested call) does when a body really starts and ends.
+struct Accounting<'a> {
+    shared: &'a Shared,
+    job: &'a dyn Run,
+    slot: Option<&'a WorkerSlot>,
+    /// The job came from the queue (not an inline nested call).
+    queued: bool,
+    start: Cell<u64>,
+}
+
+impl RunHooks for Accounting<'_> {
+    fn started(&self) {
+        let s = self.shared;
+        let now = s.now();
+        self.start.set(now);
+        if self.queued {
+            s.counters.queued.fetch_sub(1, SeqCst);
+            let waited = now.saturating_sub(self.job.queued_at());
+            s.counters.queue_wait_ns.fetch_add(waited, Relaxed);
+        }
+        s.running.fetch_add(1, SeqCst);
+        if let Some(slot) = self.slot {
+            slot.busy_since.store(now + 1, Relaxed);
+        }
+    }
+
+    fn finished(&self, outcome: Outcome) {
+        let s = self.shared;
+        let now = s.now();
+        if let Some(slot) = self.slot {
+            slot.busy_since.store(0, Relaxed);
+        }
+        s.counters
+            .run_ns
+            .fetch_add(now.saturating_sub(self.start.get()), Relaxed);
+        s.running.fetch_sub(1, SeqCst);
+        match outcome {
+            Outcome::Completed => s.counters.completed.fetch_add(1, Relaxed),
+            _ => s.counters.panicked.fetch_add(1, Relaxed),
+        };
+    }
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// True on a worker thread of this pool: a call made here runs inline.
+    pub(crate) fn is_own_worker(&self) -> bool {
+        WORKER_OF.get() == self.id()
+    }
+
+    pub(crate) fn count_submitted(&self) {
+        self.counters.submitted.fetch_add(1, Relaxed);
+    }
+
+    /// A job that was never queued (waiting for a permit, or refused) is abandoned.
+    pub(crate) fn count_cancelled(&self, was_queued: bool) {
+        if was_queued {
+            self.counters.queued.fetch_sub(1, SeqCst);
+        }
+        self.counters.cancelled.fetch_add(1, Relaxed);
+    }
+
+    /// Queues `job`. On a closed pool, fails it with a shutdown error instead.
+    pub(crate) fn submit(self: &Arc<Self>, job: Arc<dyn Run>) {
+        if self.is_closed() {
+            if job.fail(Error::shutdown(Arc::clone(&self.name))) {
+                self.count_cancelled(false);
+            }
+            return;
+        }
+        job.set_queued_at(self.now());
+        self.counters.queued.fetch_add(1, SeqCst);
+        let shard = self.my_shard();
+        lock(&self.shards[shard]).push_back(Arc::clone(&job));
+        self.len.fetch_add(1, SeqCst);
+        if self.is_closed() {
+            // Shutdown may have drained the queue before our push: make sure the job ends.
+            if job.fail(Error::shutdown(Arc::clone(&self.name))) {
+                self.count_cancelled(true);
+            }
+            return;
+        }
+        self.notify();
+    }
+
+    fn my_shard(&self) -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let mut i = SHARD.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Relaxed);
+            SHARD.set(i);
+        }
+        i & (self.shards.len() - 1)
+    }
+
+    /// After a push: make sure some worker will look at the queue (steps 1-4 above).
+    fn notify(self: &Arc<Self>) {
+        if self.spinning.load(SeqCst) > 0 {
+            return;
+        }
+        if self.sleeping.load(SeqCst) == 0
+            && self.threads.load(SeqCst) >= self.core
+            && (self.monitor_awake.load(SeqCst) || self.threads.load(SeqCst) >= self.max_threads)
+        {
+            return;
+        }
+        self.wake_or_grow();
+    }
+
+    #[cold]
+    fn wake_or_grow(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return;
+        }
+        if st.sleepers > st.notified {
+            st.notified += 1;
+            self.wake.notify_one();
+        } else if st.threads < self.core {
+            self.start_worker(&mut st);
+        } else if st.threads < self.max_threads && !self.monitor_awake.load(SeqCst) {
+            if st.monitor_started {
+                st.monitor_wanted = true;
+                self.monitor_wake.notify_one();
+            } else {
+                st.monitor_started = true;
+                self.monitor_awake.store(true, SeqCst);
+                let shared = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-monitor", self.name))
+                    .stack_size(64 << 10)
+                    .spawn(move || shared.monitor_main());
+                if spawned.is_err() {
+                    st.monitor_started = false;
+                    self.monitor_awake.store(false, SeqCst);
+                }
+            }
+        }
+    }
+
+    fn start_worker(self: &Arc<Self>, st: &mut State) {
+        let id = st.next_id;
+        let slot = Arc::new(WorkerSlot::default());
+        let mut builder = std::thread::Builder::new().name(format!("{}-{id}", self.name));
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = Arc::clone(self);
+        let worker_slot = Arc::clone(&slot);
+        st.threads += 1;
+        self.threads.fetch_add(1, SeqCst);
+        match builder.spawn(move || shared.worker_main(worker_slot, id)) {
+            Ok(_) => {
+                st.next_id += 1;
+                st.slots.push(slot);
+            }
+            Err(_) => {
+                // Out of threads: the job waits for a running worker, or for a later try.
+                st.threads -= 1;
+                self.threads.fetch_sub(1, SeqCst);
+            }
+        }
+    }
+
+    fn worker_main(self: Arc<Self>, slot: Arc<WorkerSlot>, id: usize) {
+        WORKER_OF.set(self.id());
+        run_hook(self.on_thread_start.as_ref());
+        loop {
+            // BUSY: run jobs while there are any.
+            while let Some(job) = self.pop(id) {
+                self.run_job(&job, Some(&slot), true);
+            }
+            // SPIN: new work often arrives within microseconds.
+            if self.spin() {
+                continue;
+            }
+            // IDLE: park until notified, closed, or idle past keep-alive.
+            if !self.park(&slot) {
+                break;
+            }
+        }
+        run_hook(self.on_thread_stop.as_ref());
+        WORKER_OF.set(0);
+    }
+
+    fn pop(&self, home: usize) -> Option<Arc<dyn Run>> {
+        if self.len.load(SeqCst) == 0 {
+            return None;
+        }
+        let n = self.shards.len();
+        for i in 0..n {
+            let job = lock(&self.shards[(home + i) & (n - 1)]).pop_front();
+            if let Some(job) = job {
+                self.len.fetch_sub(1, SeqCst);
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Runs a nested call's job right here, on a worker of its own pool.
+    pub(crate) fn run_inline(&self, job: &Arc<dyn Run>) {
+        self.run_job(job, None, false);
+    }
+
+    /// Runs one job on this thread, with `is_cancelled()` and the totals kept.
+    fn run_job(&self, job: &Arc<dyn Run>, slot: Option<&WorkerSlot>, queued: bool) {
+        let acct = Accounting {
+            shared: self,
+            job: &**job,
+            slot,
+            queued,
+            start: Cell::new(0),
+        };
+        let previous = CURRENT.replace(Some(Arc::clone(job)));
+        job.run(&acct);
+        CURRENT.set(previous);
+    }
+
+    /// Spins briefly for new work. True if work arrived.
+    fn spin(self: &Arc<Self>) -> bool {
+        if self.spinning.fetch_add(1, SeqCst) >= self.max_spinners {
+            self.spinning.fetch_sub(1, SeqCst);
+            return false;
+        }
+        let start = Instant::now();
+        let mut i: u32 = 0;
+        let found = loop {
+            if self.len.load(Relaxed) > 0 {
+                break true;
+            }
+            i = i.wrapping_add(1);
+            if i % 128 == 0 && (self.closed.load(Relaxed) || start.elapsed() >= SPIN_FOR) {
+                break false;
+            }
+            std::hint::spin_loop();
+        };
+        let was_last = self.spinning.fetch_sub(1, SeqCst) == 1;
+        if found && was_last && self.len.load(SeqCst) > 1 {
+            // We take one job; make sure the rest do not wait for us.
+            self.wake_or_grow();
+        }
+        found
+    }
+
+    /// Parks until there is work (true) or this worker should exit (false).
+    fn park(&self, slot: &Arc<WorkerSlot>) -> bool {
+        let mut st = lock(&self.state);
+        st.sleepers += 1;
+        self.sleeping.fetch_add(1, SeqCst);
+        let mut deadline = Instant::now() + self.keep_alive;
+        let keep = loop {
+            if self.len.load(SeqCst) > 0 {
+                st.notified = st.notified.saturating_sub(1);
+                break true;
+            }
+            if st.closed {
+                break false;
+            }
+            if st.notified > 0 {
+                st.notified -= 1;
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if st.threads > self.min_threads {
+                    break false;
+                }
+                deadline = now + self.keep_alive;
+            }
+            st = self
+                .wake
+                .wait_timeout(st, deadline.saturating_duration_since(now))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        };
+        st.sleepers -= 1;
+        self.sleeping.fetch_sub(1, SeqCst);
+        if !keep {
+            st.threads -= 1;
+            self.threads.fetch_sub(1, SeqCst);
+            st.slots.retain(|s| !Arc::ptr_eq(s, slot));
+        }
+        keep
+    }
+
+    fn close(&self) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        self.closed.store(true, SeqCst);
+        drop(st);
+        self.wake.notify_all();
+        self.monitor_wake.notify_all();
+    }
+
+    /// The monitor: grows the pool while queued work waits behind blocked workers.
+    fn monitor_main(self: Arc<Self>) {
+        let mut last_done = self.done();
+        let mut idle_ticks = 0;
+        let mut st = lock(&self.state);
+        loop {
+            if st.closed {
+                break;
+            }
+            st = self
+                .monitor_wake
+                .wait_timeout(st, TICK)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            let done = self.done();
+            let rate = done - last_done;
+            last_done = done;
+            let len = self.len.load(SeqCst);
+            if len > 0 {
+                idle_ticks = 0;
+                self.maybe_grow(&mut st, len, rate);
+                continue;
+            }
+            idle_ticks += 1;
+            if idle_ticks < MONITOR_IDLE_TICKS {
+                continue;
+            }
+            // Nothing queued for a while: park until a submitter finds every worker busy.
+            self.monitor_awake.store(false, SeqCst);
+            while !st.monitor_wanted && !st.closed && self.len.load(SeqCst) == 0 {
+                st = self
+                    .monitor_wake
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            st.monitor_wanted = false;
+            self.monitor_awake.store(true, SeqCst);
+            idle_ticks = 0;
+            last_done = self.done();
+        }
+        st.monitor_started = false;
+        self.monitor_awake.store(false, SeqCst);
+    }
+
+    fn done(&self) -> u64 {
+        self.counters.completed.load(Relaxed) + self.counters.panicked.load(Relaxed)
+    }
+
+    /// The growth rule (module docs): more threads only for work queued behind blocked ones.
+    fn maybe_grow(self: &Arc<Self>, st: &mut State, len: usize, rate: u64) {
+        if st.closed
+            || st.threads >= self.max_threads
+            || st.sleepers > st.notified
+            || self.spinning.load(SeqCst) > 0
+        {
+            return;
+        }
+        let now = self.now();
+        let tick = u64::try_from(TICK.as_nanos()).unwrap_or(u64::MAX);
+        let blocked = st
+            .slots
+            .iter()
+            .filter(|s| {
+                let since = s.busy_since.load(Relaxed);
+                since != 0 && now.saturating_sub(since - 1) > tick
+            })
+            .count();
+        if blocked == 0 {
+            return;
+        }
+        let horizon_ticks = (DRAIN_HORIZON.as_nanos() / TICK.as_nanos()) as u64;
+        if rate > 0 && (len as u64) <= rate.saturating_mul(horizon_ticks) {
+            return;
+        }
+        let grow = (st.threads / 2)
+            .max(1)
+            .min(len)
+            .min(self.max_threads - st.threads);
+        for _ in 0..grow {
+            self.start_worker(st);
+        }
+    }
+}
+
+fn run_hook(hook: Option<&Hook>) {
+    if let Some(hook) = hook {
+        let _ = catch_unwind(AssertUnwindSafe(|| hook()));
+    }
+}
