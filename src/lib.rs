@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub use offthread_macros::offload;
 pub use offthread_runtime::{
     configure_default, default_pool, is_cancelled, spawn, Builder, Checked, Error, Metrics,
     Offload, Pool, ShutdownReport, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS, MAX_THREADS_ENV,
