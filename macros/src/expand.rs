@@ -9,7 +9,7 @@
 //! pub fn get(name: &str, mut n: u32) -> Result<String, E> { body }
 //!
 //! // Output:
-//! #[allow(refining_impl_trait, clippy::double_must_use)]
+//! #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
 //! pub fn get(name: &str, n: u32) -> ::offthread::Offload<Result<String, E>> {
 //!     let __copy0 = ::offthread::__private::ToOwned::to_owned(name);
 //!     let __job = ::offthread::__private::spawn(
@@ -37,20 +37,18 @@ use crate::args::Args;
 use crate::receiver::{hidden_self, rename_self};
 use crate::signature::{plain_ident, Function, Kind};
 use crate::validate::Checked;
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Attribute, FnArg, Ident, Lifetime, Pat, PatIdent, ReturnType, Type};
+use syn::{Attribute, FnArg, Ident, Lifetime, Pat, PatIdent, ReturnType, Signature, Type};
 
 /// Expands a checked function into the offloaded function (and, with `sync = name`, the
 /// original under that name).
 pub fn expand(checked: Checked) -> TokenStream {
     let Checked { args, func } = checked;
-    let krate = match &args.krate {
-        Some(path) => path.to_token_stream(),
-        None => quote!(::offthread),
-    };
+    let krate = krate_path(&args, Span::call_site());
+    let krate_at_output = krate_path(&args, output_span_of(&func.sig));
     let private = quote!(#krate::__private);
 
     let sync = args.sync.as_ref().map(|name| {
@@ -79,7 +77,7 @@ pub fn expand(checked: Checked) -> TokenStream {
     let mut call_site = Vec::new(); // statements run at call time, before the job exists
     let mut in_job = Vec::new(); // statements run first in the job
     for (index, arg) in sig.inputs.iter_mut().enumerate() {
-        bind_param(&private, index, arg, &mut call_site, &mut in_job);
+        bind_param(&args, index, arg, &mut call_site, &mut in_job);
     }
     if has_receiver(&sig) {
         rename_self(&mut block);
@@ -95,34 +93,40 @@ pub fn expand(checked: Checked) -> TokenStream {
         Some(ty) => ty.to_token_stream(),
         None => quote!(()),
     };
-    let output_span = match &sig.output {
-        ReturnType::Default => sig.ident.span(),
-        ReturnType::Type(_, ty) => ty.span(),
-    };
-    sig.output = syn::parse_quote_spanned!(output_span=> -> #krate::Offload<#job_output>);
+    let output_span = output_span_of(&sig);
+    sig.output = syn::parse_quote_spanned!(output_span=> -> #krate_at_output::Offload<#job_output>);
 
     let pool = match &args.pool {
-        Some(expr) => quote_spanned!(expr.span()=> #private::pool_ref(&*(#expr))),
+        Some(expr) => {
+            let krate = krate_path(&args, expr.span());
+            quote_spanned!(expr.span()=> #krate::__private::pool_ref(&*(#expr)))
+        }
         None => quote!(#private::default_pool()),
     };
     let job = Ident::new("__job", Span::mixed_site());
-    // The job's statements go into the body's own braces (a nested block would trip
-    // `unused_braces`), so the body keeps its spans.
-    let mut body = TokenStream::new();
-    block.brace_token.surround(&mut body, |tokens| {
-        tokens.extend(in_job);
-        for stmt in &block.stmts {
-            stmt.to_tokens(tokens);
-        }
-    });
+    // The job's statements and the body's share one block (a nested block would trip
+    // `unused_braces`). The closure runs from the first parameter's first token to the last
+    // parameter's last token, so when it is not `Send` or not `'static` because of a
+    // parameter, rustc's error underlines the parameters, not the attribute.
+    let (first, last) = params_span(&sig).unwrap_or((output_span, output_span));
+    let mut stmts = TokenStream::new();
+    stmts.extend(in_job);
+    for stmt in &block.stmts {
+        stmt.to_tokens(&mut stmts);
+    }
+    let mut body = Group::new(Delimiter::Brace, stmts);
+    body.set_span(last);
+    let closure = quote_spanned!(first=> move ||);
+    // The call is spanned on the return type, where "`R` cannot be sent" belongs.
+    let spawn_path = quote_spanned!(output_span=> #krate_at_output::__private::spawn);
     let spawn = quote_spanned! {output_span=>
-        #private::spawn(#pool, move || #closure_output #body)
+        #spawn_path(#pool, #closure #closure_output #body)
     };
-    let wrapped = wrap(&private, &args, &job);
+    let wrapped = wrap(&args, &job);
 
     quote! {
         #(#attrs)*
-        #[allow(refining_impl_trait, clippy::double_must_use)]
+        #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
         #vis #sig {
             #(#call_site)*
             let #job = #spawn;
@@ -133,11 +137,58 @@ pub fn expand(checked: Checked) -> TokenStream {
     }
 }
 
+/// The path of the facade crate: the user's `crate = path`, or `::offthread` with `span`.
+fn krate_path(args: &Args, span: Span) -> TokenStream {
+    match &args.krate {
+        // The user's tokens, moved to `span` (a span of the user's, so the path still
+        // resolves where it was written).
+        Some(path) => path
+            .to_token_stream()
+            .into_iter()
+            .map(|mut token| {
+                token.set_span(span);
+                token
+            })
+            .collect(),
+        None => quote_spanned!(span=> ::offthread),
+    }
+}
+
+/// Where errors about the result go: the return type, or the function's name when there is
+/// none.
+fn output_span_of(sig: &Signature) -> Span {
+    match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    }
+}
+
+/// The first token of the first parameter and the last token of the last one.
+fn params_span(sig: &Signature) -> Option<(Span, Span)> {
+    let first = sig
+        .inputs
+        .first()?
+        .to_token_stream()
+        .into_iter()
+        .next()?
+        .span();
+    let last = sig
+        .inputs
+        .last()?
+        .to_token_stream()
+        .into_iter()
+        .last()?
+        .span();
+    Some((first, last))
+}
+
 /// The `limit` and `timeout` wrappers around the job, in that order: the permit is taken
 /// first, so the time spent waiting for it counts against the timeout.
-fn wrap(private: &TokenStream, args: &Args, job: &Ident) -> Vec<TokenStream> {
+fn wrap(args: &Args, job: &Ident) -> Vec<TokenStream> {
     let mut wrapped = Vec::new();
     if let Some(limit) = &args.limit {
+        let krate = krate_path(args, limit.span());
+        let private = quote_spanned!(limit.span()=> #krate::__private);
         wrapped.push(quote_spanned! {limit.span()=>
             let #job = {
                 static __OFFTHREAD_LIMIT: #private::Limit = #private::Limit::new(#limit);
@@ -147,6 +198,8 @@ fn wrap(private: &TokenStream, args: &Args, job: &Ident) -> Vec<TokenStream> {
     }
     if let Some(timeout) = &args.timeout {
         let millis = timeout.millis;
+        let krate = krate_path(args, timeout.lit.span());
+        let private = quote_spanned!(timeout.lit.span()=> #krate::__private);
         wrapped.push(quote_spanned! {timeout.lit.span()=>
             let #job = #private::with_timeout(#job, #private::Duration::from_millis(#millis));
         });
@@ -158,13 +211,15 @@ fn wrap(private: &TokenStream, args: &Args, job: &Ident) -> Vec<TokenStream> {
 /// Rewrites the parameter's pattern in the signature when needed (`mut` is dropped there and
 /// kept on the rebinding inside the job, where the mutation happens).
 fn bind_param(
-    private: &TokenStream,
+    args: &Args,
     index: usize,
     arg: &mut FnArg,
     call_site: &mut Vec<TokenStream>,
     in_job: &mut Vec<TokenStream>,
 ) {
     let span = arg.span();
+    let krate = krate_path(args, span);
+    let private = quote_spanned!(span=> #krate::__private);
     let kind = match &*arg {
         FnArg::Receiver(receiver) => crate::signature::receiver_kind(receiver),
         FnArg::Typed(typed) => crate::signature::type_kind(&typed.ty),
@@ -302,6 +357,13 @@ fn inferable(mut ty: Type) -> Type {
                 return;
             }
             visit_mut::visit_type_mut(self, ty);
+            // `&(impl A + B)` became `&(_)`: drop the parentheses, which would now trip
+            // `unused_parens`.
+            if let Type::Paren(paren) = ty {
+                if let Type::Infer(_) = *paren.elem {
+                    *ty = (*paren.elem).clone();
+                }
+            }
         }
     }
     Erase.visit_type_mut(&mut ty);

@@ -112,8 +112,9 @@ use proc_macro::TokenStream;
 /// The expansion names everything by absolute paths (`::offthread::__private::...`), so it
 /// compiles in `#![no_implicit_prelude]` modules and next to user items named `core`, `std`,
 /// `Result` or `Box`; its own local names cannot clash with parameter names. It adds
-/// `#[allow(refining_impl_trait, clippy::double_must_use)]` to the function, for the trait
-/// impl case and for a `#[must_use]` the user wrote.
+/// `#[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]` to the
+/// function: for trait impls, for a `#[must_use]` the user wrote on a function whose
+/// `Offload` is already `#[must_use]`, and for the extra `Offload<..>` around the return type.
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
