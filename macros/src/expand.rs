@@ -99,7 +99,14 @@ pub fn expand(checked: Checked) -> TokenStream {
     let pool = match &args.pool {
         Some(expr) => {
             let krate = krate_path(&args, expr.span());
-            quote_spanned!(expr.span()=> #krate::__private::pool_ref(&*(#expr)))
+            // `&*` turns a static that derefs to a pool into a `&Pool`; a `&..` the user wrote
+            // coerces by itself (and `&*&X` would trip `clippy::deref_addrof`).
+            match expr {
+                syn::Expr::Reference(_) => {
+                    quote_spanned!(expr.span()=> #krate::__private::pool_ref(#expr))
+                }
+                _ => quote_spanned!(expr.span()=> #krate::__private::pool_ref(&*(#expr))),
+            }
         }
         None => quote!(#private::default_pool()),
     };
@@ -189,6 +196,7 @@ fn wrap(args: &Args, job: &Ident) -> Vec<TokenStream> {
     if let Some(limit) = &args.limit {
         let krate = krate_path(args, limit.span());
         let private = quote_spanned!(limit.span()=> #krate::__private);
+        let job = at(job, limit.span());
         wrapped.push(quote_spanned! {limit.span()=>
             let #job = {
                 static __OFFTHREAD_LIMIT: #private::Limit = #private::Limit::new(#limit);
@@ -200,11 +208,19 @@ fn wrap(args: &Args, job: &Ident) -> Vec<TokenStream> {
         let millis = timeout.millis;
         let krate = krate_path(args, timeout.lit.span());
         let private = quote_spanned!(timeout.lit.span()=> #krate::__private);
+        // rustc blames the argument for "`E: From<Error>` is not satisfied": put it on the
+        // literal too.
+        let job = at(job, timeout.lit.span());
         wrapped.push(quote_spanned! {timeout.lit.span()=>
             let #job = #private::with_timeout(#job, #private::Duration::from_millis(#millis));
         });
     }
     wrapped
+}
+
+/// `ident` (a hidden local) located at `span`, still resolved at the mixed site.
+fn at(ident: &Ident, span: Span) -> Ident {
+    Ident::new(&ident.to_string(), span.resolved_at(Span::mixed_site()))
 }
 
 /// How one parameter reaches the job: moved by capture, or copied here and borrowed there.
