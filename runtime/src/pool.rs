@@ -29,11 +29,13 @@
 //! Starting a thread per job when none is idle (what `spawn_blocking` does) starts hundreds
 //! of threads for jobs that take microseconds. Here threads beyond `core` are started only by
 //! the monitor, a thread that wakes every [`TICK`] while jobs are queued. It grows the pool
-//! when queued work waits behind *blocked* workers: some worker has been inside one body for
-//! longer than a tick, and at the rate jobs completed during the last tick the backlog would
-//! take longer than [`DRAIN_HORIZON`] to clear. It then adds up to half the current threads,
-//! so a thousand one-millisecond sleeps reach a few dozen threads within a couple of
-//! milliseconds, while short jobs never trigger growth however many callers wait.
+//! only when queued work waits behind *blocked* workers: some worker has been inside one
+//! body for longer than a tick. It then estimates how long a job takes (the average of the
+//! last few ticks, or the longest running body if none finished yet) and asks for enough
+//! threads to clear the backlog within [`DRAIN_HORIZON`], at most doubling per tick. So a
+//! thousand one-millisecond sleeps get about fifty threads within a millisecond or two,
+//! while microsecond jobs never trigger growth however many callers wait: by the estimate,
+//! the threads there are clear thousands of them well within the horizon.
 //!
 //! # Shrinking and shutdown
 //!
@@ -61,9 +63,13 @@ use crate::sync::lock;
 pub const TICK: Duration = Duration::from_micros(200);
 /// The monitor grows the pool only if the backlog would take longer than this to drain at
 /// the completion rate of the last tick.
-pub const DRAIN_HORIZON: Duration = Duration::from_millis(16);
+pub const DRAIN_HORIZON: Duration = Duration::from_millis(20);
 /// How long an out-of-work worker spins before parking.
 const SPIN_FOR: Duration = Duration::from_micros(50);
+/// The completion rate is measured over this many ticks, and growth waits until half of
+/// them have passed, so one tick in which busy workers were descheduled is not mistaken
+/// for blocked workers.
+const RATE_WINDOW: usize = 8;
 /// Monitor ticks without queued work before the monitor parks.
 const MONITOR_IDLE_TICKS: u32 = 50;
 
@@ -729,7 +735,9 @@ impl Shared {
 
     /// The monitor: grows the pool while queued work waits behind blocked workers.
     fn monitor_main(self: Arc<Self>) {
-        let mut last_done = self.done();
+        // Completion counts of the last few ticks: the rate the backlog drains at.
+        let mut window: VecDeque<(u64, u64)> = VecDeque::with_capacity(RATE_WINDOW + 1);
+        window.push_back(self.done());
         let mut idle_ticks = 0;
         let mut st = lock(&self.state);
         loop {
@@ -741,13 +749,19 @@ impl Shared {
                 .wait_timeout(st, TICK)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
-            let done = self.done();
-            let rate = done - last_done;
-            last_done = done;
+            window.push_back(self.done());
+            if window.len() > RATE_WINDOW {
+                window.pop_front();
+            }
             let len = self.len.load(SeqCst);
             if len > 0 {
                 idle_ticks = 0;
-                self.maybe_grow(&mut st, len, rate);
+                if let (Some(first), Some(last)) = (window.front(), window.back()) {
+                    if window.len() >= RATE_WINDOW / 2 {
+                        let (done, ran) = (last.0 - first.0, last.1 - first.1);
+                        self.maybe_grow(&mut st, len, done, ran);
+                    }
+                }
                 continue;
             }
             idle_ticks += 1;
@@ -765,18 +779,25 @@ impl Shared {
             st.monitor_wanted = false;
             self.monitor_awake.store(true, SeqCst);
             idle_ticks = 0;
-            last_done = self.done();
+            window.clear();
+            window.push_back(self.done());
         }
         st.monitor_started = false;
         self.monitor_awake.store(false, SeqCst);
     }
 
-    fn done(&self) -> u64 {
-        self.counters.completed.load(Relaxed) + self.counters.panicked.load(Relaxed)
+    /// Bodies finished so far, and the nanoseconds they ran.
+    fn done(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.completed.load(Relaxed) + c.panicked.load(Relaxed),
+            c.run_ns.load(Relaxed),
+        )
     }
 
     /// The growth rule (module docs): more threads only for work queued behind blocked ones.
-    fn maybe_grow(self: &Arc<Self>, st: &mut State, len: usize, rate: u64) {
+    /// In the last few ticks `done` bodies finished after running `ran_ns` in all.
+    fn maybe_grow(self: &Arc<Self>, st: &mut State, len: usize, done: u64, ran_ns: u64) {
         if st.closed
             || st.threads >= self.max_threads
             || st.sleepers > st.notified
@@ -786,25 +807,31 @@ impl Shared {
         }
         let now = self.now();
         let tick = u64::try_from(TICK.as_nanos()).unwrap_or(u64::MAX);
-        let blocked = st
-            .slots
-            .iter()
-            .filter(|s| {
-                let since = s.busy_since.load(Relaxed);
-                since != 0 && now.saturating_sub(since - 1) > tick
-            })
-            .count();
+        let mut blocked = 0;
+        let mut longest = 0;
+        for slot in &st.slots {
+            let since = slot.busy_since.load(Relaxed);
+            if since != 0 {
+                let busy = now.saturating_sub(since - 1);
+                longest = longest.max(busy);
+                blocked += usize::from(busy > tick);
+            }
+        }
         if blocked == 0 {
             return;
         }
-        let horizon_ticks = (DRAIN_HORIZON.as_nanos() / TICK.as_nanos()) as u64;
-        if rate > 0 && (len as u64) <= rate.saturating_mul(horizon_ticks) {
+        // How long one job takes: the recent average, or, before any finished, at least as
+        // long as the longest running one has taken so far.
+        let per_job_ns = ran_ns.checked_div(done).unwrap_or(longest);
+        // The threads that would clear the backlog within the horizon.
+        let horizon = DRAIN_HORIZON.as_nanos() as f64;
+        let wanted = ((len as f64) * (per_job_ns as f64) / horizon).ceil() as usize;
+        let wanted = wanted.min(self.max_threads);
+        if wanted <= st.threads {
             return;
         }
-        let grow = (st.threads / 2)
-            .max(1)
-            .min(len)
-            .min(self.max_threads - st.threads);
+        // At most double per tick, so a burst of misjudged jobs costs few threads.
+        let grow = (wanted - st.threads).min(st.threads.max(1));
         for _ in 0..grow {
             self.start_worker(st);
         }

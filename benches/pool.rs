@@ -1,0 +1,195 @@
+//! offthread's pool side by side with the anchors of `shared/TARGETS.md`:
+//! `tokio::task::spawn_blocking` and smol's `blocking::unblock`, in one run.
+//!
+//! Run with `cargo bench --bench pool`. Ratios between rows of one run are what counts;
+//! absolute times move from run to run on shared machines. Besides criterion's timings,
+//! the thread count each contender reached is printed to stderr.
+
+// criterion's macros generate undocumented items.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+#[derive(Clone, Copy, Debug)]
+enum Contender {
+    Offthread,
+    SpawnBlocking,
+    Unblock,
+}
+
+const CONTENDERS: [Contender; 3] = [
+    Contender::Offthread,
+    Contender::SpawnBlocking,
+    Contender::Unblock,
+];
+
+impl Contender {
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Offthread => "offthread",
+            Contender::SpawnBlocking => "spawn_blocking",
+            Contender::Unblock => "unblock",
+        }
+    }
+
+    /// Runs `f` off the executor the contender's way and awaits its value.
+    async fn call<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        match self {
+            Contender::Offthread => offthread::spawn(f).await,
+            Contender::SpawnBlocking => tokio::task::spawn_blocking(f).await.unwrap(),
+            Contender::Unblock => blocking::unblock(f).await,
+        }
+    }
+}
+
+fn runtime(multi: bool) -> tokio::runtime::Runtime {
+    if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
+
+/// Threads of this process now (Linux), to report how many each contender started.
+/// offthread's own count comes from its metrics, since its default pool outlives a bench.
+fn threads(who: Contender) -> usize {
+    match who {
+        Contender::Offthread => offthread::default_pool().metrics().threads,
+        _ => std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count()),
+    }
+}
+
+/// Sequential round trip of a trivial job from one task.
+fn round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("round_trip");
+    group.throughput(Throughput::Elements(1));
+    for who in CONTENDERS {
+        let rt = runtime(false);
+        group.bench_function(who.name(), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        black_box(who.call(move || black_box(i)).await);
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Many concurrent callers each making back-to-back trivial calls.
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("throughput");
+    for callers in [16_u64, 256, 4096] {
+        let per_caller = (16_384 / callers).max(4);
+        group.throughput(Throughput::Elements(callers * per_caller));
+        for who in CONTENDERS {
+            let rt = runtime(true);
+            let peak = AtomicUsize::new(0);
+            group.bench_with_input(BenchmarkId::new(who.name(), callers), &callers, |b, &n| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let tasks: Vec<_> = (0..n)
+                                .map(|t| {
+                                    tokio::spawn(async move {
+                                        let mut acc = 0u64;
+                                        for i in 0..per_caller {
+                                            acc += who.call(move || black_box(t + i)).await;
+                                        }
+                                        acc
+                                    })
+                                })
+                                .collect();
+                            for t in tasks {
+                                black_box(t.await.unwrap());
+                            }
+                        }
+                        peak.fetch_max(threads(who), Ordering::Relaxed);
+                        start.elapsed()
+                    })
+                });
+            });
+            eprintln!(
+                "threads: {} with {callers} callers peaked at {} threads",
+                who.name(),
+                peak.load(Ordering::Relaxed)
+            );
+        }
+    }
+    group.finish();
+}
+
+/// 1000 concurrent calls that each sleep 1 ms: how fast, and with how many threads.
+fn sleepers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sleep_1ms_x1000");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1000));
+    for who in CONTENDERS {
+        let rt = runtime(true);
+        let peak = AtomicUsize::new(0);
+        group.bench_function(who.name(), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let tasks: Vec<_> = (0..1000)
+                            .map(|_| {
+                                tokio::spawn(who.call(|| {
+                                    std::thread::sleep(Duration::from_millis(1));
+                                }))
+                            })
+                            .collect();
+                        let watch = async {
+                            loop {
+                                peak.fetch_max(threads(who), Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                            }
+                        };
+                        let all = async {
+                            for t in tasks {
+                                t.await.unwrap();
+                            }
+                        };
+                        tokio::select! {
+                            () = all => {}
+                            () = watch => {}
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+        eprintln!(
+            "threads: {} sleepers peaked at {} threads",
+            who.name(),
+            peak.load(Ordering::Relaxed)
+        );
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = round_trip, throughput, sleepers
+}
+criterion_main!(benches);
