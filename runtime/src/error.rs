@@ -23,7 +23,8 @@ use std::time::Duration;
 /// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
 /// ```
 pub struct Error {
-    kind: Kind,
+    /// Boxed so that a job's result slot (`Result<T, Error>`) stays one word larger than `T`.
+    kind: Box<Kind>,
 }
 
 enum Kind {
@@ -49,30 +50,30 @@ impl Error {
             payload.downcast_ref::<String>().cloned()
         };
         Error {
-            kind: Kind::Panic {
+            kind: Box::new(Kind::Panic {
                 payload: Mutex::new(payload),
                 message,
-            },
+            }),
         }
     }
 
     pub(crate) fn shutdown(pool: Arc<str>) -> Error {
         Error {
-            kind: Kind::Shutdown { pool },
+            kind: Box::new(Kind::Shutdown { pool }),
         }
     }
 
     pub(crate) fn timeout(after: Duration) -> Error {
         Error {
-            kind: Kind::Timeout { after },
+            kind: Box::new(Kind::Timeout { after }),
         }
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Error {
         Error {
-            kind: Kind::Config {
+            kind: Box::new(Kind::Config {
                 message: message.into(),
-            },
+            }),
         }
     }
 
@@ -86,7 +87,7 @@ impl Error {
     /// assert!(err.is_panic() && !err.is_shutdown() && !err.is_timeout());
     /// ```
     pub fn is_panic(&self) -> bool {
-        matches!(self.kind, Kind::Panic { .. })
+        matches!(*self.kind, Kind::Panic { .. })
     }
 
     /// True if the job never ran because its pool was shut down (or all its handles dropped).
@@ -101,7 +102,7 @@ impl Error {
     /// assert!(err.is_shutdown());
     /// ```
     pub fn is_shutdown(&self) -> bool {
-        matches!(self.kind, Kind::Shutdown { .. })
+        matches!(*self.kind, Kind::Shutdown { .. })
     }
 
     /// True if the call did not finish within the `timeout` given to `#[offload]`.
@@ -124,7 +125,7 @@ impl Error {
     /// assert!(futures::executor::block_on(call).unwrap_err().is_timeout());
     /// ```
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::Timeout { .. })
+        matches!(*self.kind, Kind::Timeout { .. })
     }
 
     /// The panic payload, to resume with [`std::panic::resume_unwind`].
@@ -141,7 +142,7 @@ impl Error {
     /// assert_eq!(*err.unwrap_err().into_panic().downcast::<u8>().unwrap(), 7);
     /// ```
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
-        match self.kind {
+        match *self.kind {
             Kind::Panic { payload, .. } => payload
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
@@ -152,7 +153,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        match &*self.kind {
             Kind::Panic {
                 message: Some(m), ..
             } => write!(f, "offloaded body panicked: {m}"),
@@ -169,7 +170,7 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
+        let kind = match *self.kind {
             Kind::Panic { .. } => "Panic",
             Kind::Shutdown { .. } => "Shutdown",
             Kind::Timeout { .. } => "Timeout",

@@ -30,8 +30,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::Error;
-use crate::limit::Permit;
+use crate::limit::{Limit, Permit};
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
+use std::sync::Arc;
 
 /// How a job ended on the thread that ran it, for the pool's totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +87,9 @@ pub(crate) trait Task<T>: Run {
     /// True once the timer fired for this job.
     fn timed_out(&self) -> bool;
     /// Hands the job a `limit` permit, held until the body returns.
-    fn hold_limit(&self, permit: Permit);
+    fn hold_limit(&self, permit: Permit<&'static Limit>);
     /// Hands the job a queue slot, held until it leaves the queue.
-    fn hold_slot(&self, permit: Permit);
+    fn hold_slot(&self, permit: Permit<Arc<Limit>>);
 }
 
 enum Stage<F, T> {
@@ -103,9 +104,9 @@ struct Inner<F, T> {
     /// The waker of the task awaiting the result.
     waker: Option<Waker>,
     /// The `limit = N` permit: released when the body returns or the job is abandoned.
-    limit: Option<Permit>,
+    limit: Option<Permit<&'static Limit>>,
     /// The bounded-queue slot: released when the job leaves `Pending`.
-    slot: Option<Permit>,
+    slot: Option<Permit<Arc<Limit>>>,
 }
 
 /// A job: the body `F` producing `T`, and everything shared about it.
@@ -239,8 +240,7 @@ where
         let mut inner = lock(&self.inner);
         match inner.stage {
             Stage::Done(_) => {
-                let Stage::Done(result) = std::mem::replace(&mut inner.stage, Stage::Taken)
-                else {
+                let Stage::Done(result) = std::mem::replace(&mut inner.stage, Stage::Taken) else {
                     unreachable!()
                 };
                 Poll::Ready(result)
@@ -276,10 +276,9 @@ where
                     inner.stage = Stage::Running;
                     (Abandoned::WhileRunning, (None, None, None, None, waker))
                 }
-                Stage::Done(result) => (
-                    Abandoned::AfterEnd,
-                    (None, Some(result), None, None, waker),
-                ),
+                Stage::Done(result) => {
+                    (Abandoned::AfterEnd, (None, Some(result), None, None, waker))
+                }
                 Stage::Taken => (Abandoned::AfterEnd, (None, None, None, None, waker)),
             }
         };
@@ -292,11 +291,11 @@ where
         self.timed_out.load(Ordering::SeqCst)
     }
 
-    fn hold_limit(&self, permit: Permit) {
+    fn hold_limit(&self, permit: Permit<&'static Limit>) {
         lock(&self.inner).limit = Some(permit);
     }
 
-    fn hold_slot(&self, permit: Permit) {
+    fn hold_slot(&self, permit: Permit<Arc<Limit>>) {
         lock(&self.inner).slot = Some(permit);
     }
 }
@@ -413,7 +412,9 @@ mod loom_models {
             if a.is_pending() && b.is_pending() {
                 assert_eq!(count_b.0.load(SeqCst), 1, "the newest waker is woken");
                 let _ = count_a;
-                assert!(job.poll_result(&mut Context::from_waker(&waker_b)).is_ready());
+                assert!(job
+                    .poll_result(&mut Context::from_waker(&waker_b))
+                    .is_ready());
             }
         });
     }

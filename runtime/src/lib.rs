@@ -62,13 +62,32 @@ static DEFAULT: OnceLock<Pool> = OnceLock::new();
 /// `OFFTHREAD_MAX_THREADS` (clamped to [`MAX_THREADS_RANGE`]; unset or not a number:
 /// [`DEFAULT_MAX_THREADS`]), the other settings as [`Builder::new`].
 fn default_builder() -> Builder {
-    let max = std::env::var(MAX_THREADS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
+    let max = max_threads_from(std::env::var(MAX_THREADS_ENV).ok().as_deref());
+    Builder::new().name("offthread").max_threads(max)
+}
+
+/// The default pool's cap for a value of `OFFTHREAD_MAX_THREADS`.
+fn max_threads_from(var: Option<&str>) -> usize {
+    var.and_then(|v| v.trim().parse::<usize>().ok())
         .map_or(DEFAULT_MAX_THREADS, |n| {
             n.clamp(*MAX_THREADS_RANGE.start(), *MAX_THREADS_RANGE.end())
-        });
-    Builder::new().name("offthread").max_threads(max)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_threads_env_is_clamped_and_bad_values_fall_back() {
+        assert_eq!(max_threads_from(None), DEFAULT_MAX_THREADS);
+        assert_eq!(max_threads_from(Some("16")), 16);
+        assert_eq!(max_threads_from(Some(" 7 ")), 7);
+        assert_eq!(max_threads_from(Some("0")), 1);
+        assert_eq!(max_threads_from(Some("99999999")), 10_000);
+        assert_eq!(max_threads_from(Some("lots")), DEFAULT_MAX_THREADS);
+        assert_eq!(max_threads_from(Some("-3")), DEFAULT_MAX_THREADS);
+    }
 }
 
 /// The default pool, used by [`spawn`] and by `#[offload]` without `pool = ..`.

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -97,23 +98,11 @@ impl Limit {
     }
 }
 
-/// Where a permit comes from: a `static` limit or a pool's queue-capacity semaphore.
-#[derive(Clone)]
-pub(crate) enum LimitRef {
-    Static(&'static Limit),
-    Shared(Arc<Limit>),
-}
-
-impl LimitRef {
-    fn get(&self) -> &Limit {
-        match self {
-            LimitRef::Static(l) => l,
-            LimitRef::Shared(l) => l,
-        }
-    }
-
+/// A handle to a [`Limit`]: `&'static Limit` for `limit = N`, `Arc<Limit>` for a pool's
+/// queue slots. Kept generic so a held permit is one pointer.
+pub(crate) trait LimitRef: Deref<Target = Limit> + Clone + Unpin {
     /// A future for one permit, in FIFO order.
-    pub(crate) fn acquire(self) -> Acquire {
+    fn acquire(self) -> Acquire<Self> {
         Acquire {
             limit: self,
             waiter: None,
@@ -122,35 +111,38 @@ impl LimitRef {
     }
 }
 
+impl LimitRef for &'static Limit {}
+impl LimitRef for Arc<Limit> {}
+
 /// A held permit; dropping it releases the permit.
-pub(crate) struct Permit {
-    limit: LimitRef,
+pub(crate) struct Permit<L: LimitRef> {
+    limit: L,
 }
 
-impl Drop for Permit {
+impl<L: LimitRef> Drop for Permit<L> {
     fn drop(&mut self) {
-        self.limit.get().release();
+        self.limit.release();
     }
 }
 
 /// The future of [`LimitRef::acquire`].
-pub(crate) struct Acquire {
-    limit: LimitRef,
+pub(crate) struct Acquire<L: LimitRef> {
+    limit: L,
     /// Our place in the queue once we had to wait.
     waiter: Option<Arc<Waiter>>,
     /// The permit was handed out by `poll`; `Drop` has nothing to give back.
     done: bool,
 }
 
-impl Future for Acquire {
-    type Output = Permit;
+impl<L: LimitRef> Future for Acquire<L> {
+    type Output = Permit<L>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit<L>> {
         let this = &mut *self;
         assert!(!this.done, "Acquire polled after completion");
         match &this.waiter {
             None => {
-                let sem = this.limit.get();
+                let sem = &*this.limit;
                 let mut st = lock(&sem.state);
                 if st.permits > 0 && st.waiters.is_empty() {
                     st.permits -= 1;
@@ -185,14 +177,14 @@ impl Future for Acquire {
     }
 }
 
-impl Drop for Acquire {
+impl<L: LimitRef> Drop for Acquire<L> {
     fn drop(&mut self) {
         let Some(w) = self.waiter.take() else { return };
         if self.done {
             return;
         }
         let granted = {
-            let mut st = lock(&self.limit.get().state);
+            let mut st = lock(&self.limit.state);
             let granted = lock(&w.state).granted;
             if !granted {
                 st.waiters.retain(|other| !Arc::ptr_eq(other, &w));
@@ -201,7 +193,7 @@ impl Drop for Acquire {
         };
         if granted {
             // We were handed a permit but will never use it: pass it on.
-            self.limit.get().release();
+            self.limit.release();
         }
     }
 }
@@ -214,14 +206,17 @@ mod tests {
     #[test]
     fn permits_go_out_in_arrival_order() {
         static L: Limit = Limit::new(1);
-        let first = futures::executor::block_on(LimitRef::Static(&L).acquire());
+        let first = futures::executor::block_on((&L).acquire());
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut waiting: Vec<_> = (0..5)
             .map(|i| {
                 let order = Arc::clone(&order);
-                let mut acq = Box::pin(LimitRef::Static(&L).acquire());
+                let mut acq = Box::pin((&L).acquire());
                 let waker = futures::task::noop_waker();
-                assert!(acq.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+                assert!(acq
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending());
                 (i, acq, order)
             })
             .collect();
@@ -239,11 +234,11 @@ mod tests {
     #[test]
     fn dropped_waiter_passes_its_granted_permit_on() {
         static L: Limit = Limit::new(1);
-        let held = futures::executor::block_on(LimitRef::Static(&L).acquire());
+        let held = futures::executor::block_on((&L).acquire());
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut a = Box::pin(LimitRef::Static(&L).acquire());
-        let mut b = Box::pin(LimitRef::Static(&L).acquire());
+        let mut a = Box::pin((&L).acquire());
+        let mut b = Box::pin((&L).acquire());
         assert!(a.as_mut().poll(&mut cx).is_pending());
         assert!(b.as_mut().poll(&mut cx).is_pending());
         drop(held); // granted to `a`
@@ -254,10 +249,13 @@ mod tests {
     #[test]
     fn dropped_waiter_leaves_the_queue() {
         static L: Limit = Limit::new(1);
-        let held = futures::executor::block_on(LimitRef::Static(&L).acquire());
+        let held = futures::executor::block_on((&L).acquire());
         let waker = futures::task::noop_waker();
-        let mut a = Box::pin(LimitRef::Static(&L).acquire());
-        assert!(a.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        let mut a = Box::pin((&L).acquire());
+        assert!(a
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
         drop(a);
         drop(held);
         assert!(L.try_take());
@@ -273,7 +271,7 @@ mod tests {
                 let (inside, max) = (Arc::clone(&inside), Arc::clone(&max));
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        let p = futures::executor::block_on(LimitRef::Static(&L).acquire());
+                        let p = futures::executor::block_on((&L).acquire());
                         let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                         max.fetch_max(now, Ordering::SeqCst);
                         std::thread::yield_now();

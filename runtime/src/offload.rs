@@ -59,11 +59,11 @@ enum State {
     /// Not polled yet: not submitted, not counted.
     Unpolled,
     /// Waiting for a `limit = N` permit.
-    Limit(Acquire),
+    Limit(Acquire<&'static Limit>),
     /// Ready to queue.
     Ready,
     /// Waiting for a slot in a bounded queue.
-    Slot(Acquire),
+    Slot(Acquire<Arc<Limit>>),
     /// Queued, running or done: the result comes from the job.
     Submitted,
     /// The output was returned, or the job abandoned.
@@ -127,7 +127,7 @@ impl<T> Offload<T> {
                         }
                     }
                     self.state = match self.limit {
-                        Some(limit) => State::Limit(LimitRef::Static(limit).acquire()),
+                        Some(limit) => State::Limit(limit.acquire()),
                         None => State::Ready,
                     };
                 }
@@ -145,7 +145,7 @@ impl<T> Offload<T> {
                         shared.run_inline(&job);
                         self.state = State::Submitted;
                     } else if let Some(slots) = &shared.queue_limit {
-                        self.state = State::Slot(LimitRef::Shared(Arc::clone(slots)).acquire());
+                        self.state = State::Slot(Arc::clone(slots).acquire());
                     } else {
                         shared.submit(self.job.clone());
                         self.state = State::Submitted;

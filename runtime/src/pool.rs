@@ -57,7 +57,7 @@ use crate::job::{Job, Outcome, Run, RunHooks, Task};
 use crate::limit::Limit;
 use crate::metrics::Metrics;
 use crate::offload::Offload;
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 
 /// How often the monitor looks at a pool with queued work.
 pub const TICK: Duration = Duration::from_micros(200);

@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::job::Run;
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 
 struct Entry {
     at: Instant,

@@ -75,7 +75,11 @@ fn calling_runs_nothing_until_the_first_poll() {
     };
     std::thread::sleep(Duration::from_millis(20));
     assert!(!ran.load(SeqCst));
-    assert_eq!(pool.metrics().submitted, 0, "not submitted before the first poll");
+    assert_eq!(
+        pool.metrics().submitted,
+        0,
+        "not submitted before the first poll"
+    );
     block_on(call);
     assert!(ran.load(SeqCst));
     assert_eq!(pool.metrics().submitted, 1);
@@ -110,7 +114,11 @@ fn checked_turns_a_panic_into_an_error() {
     on_every_executor(|| {
         let pool = pool.clone();
         async move {
-            let err = pool.spawn(|| -> u8 { panic!("boom") }).checked().await.unwrap_err();
+            let err = pool
+                .spawn(|| -> u8 { panic!("boom") })
+                .checked()
+                .await
+                .unwrap_err();
             assert!(err.is_panic());
             assert!(!err.is_shutdown() && !err.is_timeout());
             assert!(err.to_string().contains("boom"));
@@ -133,7 +141,10 @@ fn into_panic_on_another_error_panics() {
 fn bad_settings_are_errors_from_try_build_and_panics_from_build() {
     let cases = [
         (Pool::builder().max_threads(0), "max_threads(0)"),
-        (Pool::builder().min_threads(3).max_threads(2), "min_threads (3)"),
+        (
+            Pool::builder().min_threads(3).max_threads(2),
+            "min_threads (3)",
+        ),
         (Pool::builder().queue_capacity(0), "queue_capacity(0)"),
     ];
     for (builder, needle) in cases {
@@ -143,7 +154,11 @@ fn bad_settings_are_errors_from_try_build_and_panics_from_build() {
     let panic = std::panic::catch_unwind(|| Pool::builder().max_threads(0).build()).unwrap_err();
     let msg = panic.downcast_ref::<String>().unwrap();
     assert!(msg.contains("max_threads(0)"), "{msg}");
-    assert!(Pool::builder().min_threads(2).max_threads(2).try_build().is_ok());
+    assert!(Pool::builder()
+        .min_threads(2)
+        .max_threads(2)
+        .try_build()
+        .is_ok());
 }
 
 #[test]
@@ -181,7 +196,9 @@ fn threads_are_named_and_capped_and_start_on_demand() {
     let names = names.lock().unwrap();
     assert!(names.len() <= 2);
     for n in names.iter() {
-        let suffix = n.strip_prefix("capped-").expect("thread named {prefix}-{n}");
+        let suffix = n
+            .strip_prefix("capped-")
+            .expect("thread named {prefix}-{n}");
         suffix.parse::<usize>().expect("numbered thread");
     }
 }
@@ -260,7 +277,11 @@ fn a_full_queue_makes_submitters_wait_asynchronously_in_fifo_order() {
     });
     eventually("the queue fills", || pool.metrics().queued == 2);
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(pool.metrics().queued, 2, "never more than the capacity queued");
+    assert_eq!(
+        pool.metrics().queued,
+        2,
+        "never more than the capacity queued"
+    );
     gate.open();
     driver.join().unwrap();
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
@@ -389,16 +410,20 @@ fn shutdown_fails_queued_jobs_reports_running_ones_and_refuses_new_ones() {
 
     let late = block_on(pool.spawn(|| 2).checked()).unwrap_err();
     assert!(late.is_shutdown());
-    let plain = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        block_on(pool.spawn(|| 3))
-    }))
-    .unwrap_err();
+    let plain =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| block_on(pool.spawn(|| 3))))
+            .unwrap_err();
     let msg = plain.downcast_ref::<String>().unwrap();
-    assert!(msg.contains("`closing`") && msg.contains("shut down"), "{msg}");
+    assert!(
+        msg.contains("`closing`") && msg.contains("shut down"),
+        "{msg}"
+    );
 
     gate.open();
     block_on(running);
-    eventually("threads exit after shutdown", || pool.metrics().threads == 0);
+    eventually("threads exit after shutdown", || {
+        pool.metrics().threads == 0
+    });
 }
 
 #[test]
