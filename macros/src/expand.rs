@@ -12,25 +12,26 @@
 //! #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
 //! pub fn get(name: &str, n: u32) -> ::offthread::Offload<Result<String, E>> {
 //!     let __copy0 = ::offthread::__private::ToOwned::to_owned(name);
-//!     let __job = ::offthread::__private::spawn(
-//!         ::offthread::__private::default_pool(),
-//!         move || -> Result<String, E> {
-//!             let name: &str = ::offthread::__private::Borrow::borrow(&__copy0);
-//!             let mut n = n;
-//!             body
-
-//!         },
-//!     );
-//!     let __job = {
+//!     let __limit: &'static ::offthread::__private::Limit = {
 //!         static __OFFTHREAD_LIMIT: ::offthread::__private::Limit =
 //!             ::offthread::__private::Limit::new(2);
-//!         ::offthread::__private::with_limit(__job, &__OFFTHREAD_LIMIT)
+//!         &__OFFTHREAD_LIMIT
 //!     };
-//!     __job
+//!     ::offthread::__private::with_limit(
+//!         ::offthread::__private::spawn(
+//!             ::offthread::__private::default_pool(),
+//!             move || -> Result<String, E> {
+//!                 let name: &str = ::offthread::__private::Borrow::borrow(&__copy0);
+//!                 let mut n = n;
+//!                 body
+//!             },
+//!         ),
+//!         __limit,
+//!     )
 //! }
 //! ```
 //!
-//! Generated locals (`__copy0`, `__job`, `__self`, `__arg0`) are resolved at the macro's
+//! Generated locals (`__copy0`, `__limit`, `__self`, `__arg0`) are resolved at the macro's
 //! mixed site, so they can neither clash with nor be seen by the user's names.
 
 use crate::args::Args;
@@ -110,7 +111,6 @@ pub fn expand(checked: Checked) -> TokenStream {
         }
         None => quote!(#private::default_pool()),
     };
-    let job = Ident::new("__job", Span::mixed_site());
     // The job's statements and the body's share one block (a nested block would trip
     // `unused_braces`). The closure runs from the first parameter's first token to the last
     // parameter's last token, so when it is not `Send` or not `'static` because of a
@@ -129,15 +129,14 @@ pub fn expand(checked: Checked) -> TokenStream {
     let spawn = quote_spanned! {output_span=>
         #spawn_path(#pool, #closure #closure_output #body)
     };
-    let wrapped = wrap(&args, &job);
+    let (limit, job) = wrap(&args, spawn);
 
     quote! {
         #(#attrs)*
         #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
         #vis #sig {
             #(#call_site)*
-            let #job = #spawn;
-            #(#wrapped)*
+            #limit
             #job
         }
         #sync
@@ -190,37 +189,37 @@ fn params_span(sig: &Signature) -> Option<(Span, Span)> {
 }
 
 /// The `limit` and `timeout` wrappers around the job, in that order: the permit is taken
-/// first, so the time spent waiting for it counts against the timeout.
-fn wrap(args: &Args, job: &Ident) -> Vec<TokenStream> {
-    let mut wrapped = Vec::new();
+/// first, so the time spent waiting for it counts against the timeout. Returns the statement
+/// that makes the limit (a `static`, shared by every call) and the job expression.
+///
+/// The job is one nested expression, with no local in between, so that rustc blames a
+/// wrapper's unsatisfied bound on the spawn call (spanned on the return type) rather than on
+/// a hidden local, which it would report at the whole attribute.
+fn wrap(args: &Args, spawn: TokenStream) -> (TokenStream, TokenStream) {
+    let mut job = spawn;
+    let mut make_limit = TokenStream::new();
     if let Some(limit) = &args.limit {
         let krate = krate_path(args, limit.span());
         let private = quote_spanned!(limit.span()=> #krate::__private);
-        let job = at(job, limit.span());
-        wrapped.push(quote_spanned! {limit.span()=>
-            let #job = {
+        let permits = Ident::new("__limit", limit.span().resolved_at(Span::mixed_site()));
+        // The static is declared in a block of its own, where no user name can meet it.
+        make_limit = quote_spanned! {limit.span()=>
+            let #permits: &'static #private::Limit = {
                 static __OFFTHREAD_LIMIT: #private::Limit = #private::Limit::new(#limit);
-                #private::with_limit(#job, &__OFFTHREAD_LIMIT)
+                &__OFFTHREAD_LIMIT
             };
-        });
+        };
+        job = quote_spanned!(limit.span()=> #private::with_limit(#job, #permits));
     }
     if let Some(timeout) = &args.timeout {
         let millis = timeout.millis;
         let krate = krate_path(args, timeout.lit.span());
         let private = quote_spanned!(timeout.lit.span()=> #krate::__private);
-        // rustc blames the argument for "`E: From<Error>` is not satisfied": put it on the
-        // literal too.
-        let job = at(job, timeout.lit.span());
-        wrapped.push(quote_spanned! {timeout.lit.span()=>
-            let #job = #private::with_timeout(#job, #private::Duration::from_millis(#millis));
-        });
+        job = quote_spanned! {timeout.lit.span()=>
+            #private::with_timeout(#job, #private::Duration::from_millis(#millis))
+        };
     }
-    wrapped
-}
-
-/// `ident` (a hidden local) located at `span`, still resolved at the mixed site.
-fn at(ident: &Ident, span: Span) -> Ident {
-    Ident::new(&ident.to_string(), span.resolved_at(Span::mixed_site()))
+    (make_limit, job)
 }
 
 /// How one parameter reaches the job: moved by capture, or copied here and borrowed there.

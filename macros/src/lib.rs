@@ -120,9 +120,9 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     match validate::check(args.into(), item.clone()) {
         Ok(checked) => expand::expand(checked).into(),
-        // The item is still emitted, unchanged, so the only errors are ours.
+        // The item is still emitted, so the only errors are ours.
         Err(err) => {
-            let mut out = item;
+            let mut out = signature::fallback(item);
             out.extend(err.into_compile_error());
             out.into()
         }

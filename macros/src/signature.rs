@@ -5,6 +5,7 @@
 //! reported together. The only error here is "this is not a function with a body".
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::{
     Attribute, Block, FnArg, Ident, ItemFn, Pat, PatType, Receiver, ReturnType, Signature, Type,
     TypeReference, Visibility,
@@ -136,6 +137,22 @@ pub fn plain_ident(pat: &Pat) -> Option<&Ident> {
     match pat {
         Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => Some(&ident.ident),
         _ => None,
+    }
+}
+
+/// The item to emit next to our errors: the item as written, so that its callers see no
+/// follow-on errors. A variadic is taken off first, since rustc rejects it in a Rust function
+/// anyway and would only repeat our error.
+pub fn fallback(item: TokenStream) -> TokenStream {
+    match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(mut func) if func.sig.variadic.is_some() => {
+            func.sig.variadic = None;
+            if let Some(pair) = func.sig.inputs.pop() {
+                func.sig.inputs.push(pair.into_value());
+            }
+            func.into_token_stream()
+        }
+        _ => item,
     }
 }
 

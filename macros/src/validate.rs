@@ -65,7 +65,7 @@ pub fn check(args: TokenStream, item: TokenStream) -> syn::Result<Checked> {
     if let Some(timeout) = &args.timeout {
         if !func.returns_result() {
             let returns = match func.output() {
-                Some(ty) => format!("`{}`", quote::ToTokens::to_token_stream(ty)),
+                Some(ty) => format!("`{}`", pretty(ty)),
                 None => "`()`".to_owned(),
             };
             errors.push(syn::Error::new(
@@ -77,6 +77,26 @@ pub fn check(args: TokenStream, item: TokenStream) -> syn::Result<Checked> {
         }
     }
     errors.finish(Checked { args, func })
+}
+
+/// A type as the user would write it: `Option<String>`, not `Option < String >`.
+fn pretty(ty: &syn::Type) -> String {
+    let mut text = quote::ToTokens::to_token_stream(ty).to_string();
+    for (from, to) in [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (" :: ", "::"),
+        (":: ", "::"),
+        ("& ", "&"),
+        (" (", "("),
+        ("( ", "("),
+        (" )", ")"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
 }
 
 /// The qualifiers a function that returns a future of its body cannot have.

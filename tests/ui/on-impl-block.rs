@@ -1,0 +1,12 @@
+use offthread::offload;
+
+struct Db;
+
+#[offload]
+impl Db {
+    fn query(&self) -> u32 {
+        1
+    }
+}
+
+fn main() {}
