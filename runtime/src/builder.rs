@@ -1,10 +1,13 @@
 //! [`Builder`]: a pool's settings, checked once by `try_build`.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::local::Init;
 use crate::pool::Pool;
 
 /// A hook run on each worker thread as it starts or stops.
@@ -49,6 +52,7 @@ pub struct Builder {
     pub(crate) stack_size: Option<usize>,
     pub(crate) on_thread_start: Option<Hook>,
     pub(crate) on_thread_stop: Option<Hook>,
+    pub(crate) locals: HashMap<TypeId, Init>,
 }
 
 impl Default for Builder {
@@ -62,6 +66,7 @@ impl Default for Builder {
             stack_size: None,
             on_thread_start: None,
             on_thread_stop: None,
+            locals: HashMap::new(),
         }
     }
 }
@@ -195,6 +200,40 @@ impl Builder {
         self
     }
 
+    /// Registers a per-worker resource of type `T`, such as a database connection.
+    ///
+    /// Each worker thread makes its own `T` with `init` the first time a body that needs one
+    /// runs there (a `#[local] conn: &mut T` parameter of `#[offload]`), and reuses it for
+    /// every later body on that thread: no checkout per call, and `T` need not be `Send`.
+    /// If `init` panics, that call fails with the panic and the next call on that worker
+    /// tries again. A body that panics drops the value it held (it may be mid-transaction):
+    /// the next call on that worker makes a fresh one. The value is dropped when its worker exits (idle past `keep_alive`, or
+    /// the pool shut down). Several types may be registered; registering a type again
+    /// replaces its `init`. A body nested inline in another on the same worker that needs
+    /// the same type while the outer one holds it gets a second value of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use offthread_runtime::{Pool, __private::spawn_local};
+    ///
+    /// struct Conn { queries: u32 }
+    ///
+    /// let pool = Pool::builder().max_threads(1).worker_local(|| Conn { queries: 0 }).build();
+    /// let count = |conn: &mut Conn| { conn.queries += 1; conn.queries };
+    /// assert_eq!(futures::executor::block_on(spawn_local(&pool, count)), 1);
+    /// assert_eq!(futures::executor::block_on(spawn_local(&pool, count)), 2); // same worker, same Conn
+    /// ```
+    pub fn worker_local<T, F>(mut self, init: F) -> Self
+    where
+        T: 'static,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        let init: Init = Arc::new(move || Box::new(init()) as Box<dyn Any>);
+        self.locals.insert(TypeId::of::<T>(), init);
+        self
+    }
+
     /// The pool, or an error naming the bad setting: `max_threads(0)`,
     /// `min_threads > max_threads`, `queue_capacity(0)`.
     ///
@@ -255,6 +294,7 @@ impl fmt::Debug for Builder {
             .field("keep_alive", &self.keep_alive)
             .field("queue_capacity", &self.queue_capacity)
             .field("stack_size", &self.stack_size)
+            .field("worker_locals", &self.locals.len())
             .finish_non_exhaustive()
     }
 }

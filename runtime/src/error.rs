@@ -38,12 +38,29 @@ enum Kind {
     Shutdown { pool: Arc<str> },
     /// The body had not finished within its timeout.
     Timeout { after: Duration },
+    /// The pool has no per-worker resource of the type a `#[local]` parameter needs.
+    MissingLocal(MissingLocal),
     /// Bad pool settings, or the default pool configured too late.
     Config { message: String },
 }
 
+/// The payload a call unwinds with when its pool lacks a `#[local]` resource.
+pub(crate) struct MissingLocal {
+    pub(crate) type_name: &'static str,
+    pub(crate) pool: Arc<str>,
+}
+
 impl Error {
+    /// The error of a body that unwound with `payload`: a panic, or a missing local.
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Error {
+        let payload = match payload.downcast::<MissingLocal>() {
+            Ok(missing) => {
+                return Error {
+                    kind: Box::new(Kind::MissingLocal(*missing)),
+                }
+            }
+            Err(payload) => payload,
+        };
         let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
             Some((*s).to_owned())
         } else {
@@ -163,6 +180,11 @@ impl fmt::Display for Error {
                 "pool `{pool}` is shut down: the offloaded job could not run"
             ),
             Kind::Timeout { after } => write!(f, "offloaded call timed out after {after:?}"),
+            Kind::MissingLocal(MissingLocal { type_name, pool }) => write!(
+                f,
+                "pool `{pool}` has no worker-local `{type_name}` for a `#[local]` parameter: \
+                 register one with `Builder::worker_local`"
+            ),
             Kind::Config { message } => f.write_str(message),
         }
     }
@@ -174,6 +196,7 @@ impl fmt::Debug for Error {
             Kind::Panic { .. } => "Panic",
             Kind::Shutdown { .. } => "Shutdown",
             Kind::Timeout { .. } => "Timeout",
+            Kind::MissingLocal(_) => "MissingLocal",
             Kind::Config { .. } => "Config",
         };
         f.debug_struct("Error")

@@ -36,6 +36,7 @@ mod builder;
 mod error;
 mod job;
 mod limit;
+mod local;
 mod metrics;
 mod offload;
 mod pool;
@@ -181,6 +182,19 @@ pub mod __private {
         T: Send + 'static,
     {
         pool.spawn(f)
+    }
+
+    /// `#[local] conn: &mut L`: the job of one call whose body needs the worker's own `L`
+    /// (see [`Builder::worker_local`](crate::Builder::worker_local)). On a pool with no
+    /// `worker_local` of type `L`, the call fails with an error naming `L` and the pool.
+    #[inline]
+    pub fn spawn_local<L, F, T>(pool: &Pool, f: F) -> Offload<T>
+    where
+        L: 'static,
+        F: FnOnce(&mut L) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        pool.spawn(move || crate::local::with_local::<L, T>(f))
     }
 
     /// `limit = N`: a permit of `limit` is taken (asynchronously, FIFO) at the first poll

@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     stack_size: Option<usize>,
     on_thread_start: Option<Hook>,
     on_thread_stop: Option<Hook>,
+    /// The `worker_local` initialisers, by type.
+    locals: crate::local::Registry,
     /// Threads started eagerly by submitters: the CPU count, at least `min_threads`.
     core: usize,
     /// At most this many workers spin at once.
@@ -268,6 +270,7 @@ impl Pool {
             stack_size: b.stack_size,
             on_thread_start: b.on_thread_start,
             on_thread_stop: b.on_thread_stop,
+            locals: Arc::new(b.locals),
             core: cpus.max(b.min_threads).min(b.max_threads),
             max_spinners: (cpus / 2).max(1),
             epoch: Instant::now(),
@@ -604,6 +607,7 @@ impl Shared {
 
     fn worker_main(self: Arc<Self>, slot: Arc<WorkerSlot>, id: usize) {
         WORKER_OF.set(self.id());
+        crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.locals));
         run_hook(self.on_thread_start.as_ref());
         loop {
             // BUSY: run jobs while there are any.
@@ -619,6 +623,7 @@ impl Shared {
                 break;
             }
         }
+        let _ = catch_unwind(crate::local::leave_worker);
         run_hook(self.on_thread_stop.as_ref());
         WORKER_OF.set(0);
     }
