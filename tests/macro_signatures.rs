@@ -43,6 +43,11 @@ fn boxed_closure(k: u32) -> Box<dyn Fn(&str) -> usize + Send> {
     Box::new(move |s: &str| s.len() + k as usize)
 }
 
+#[offload]
+fn returns_impl_trait(n: u8) -> impl Iterator<Item = u8> + Send {
+    (0..n).map(|i| i * 2)
+}
+
 // ---- `&T` parameters, copied at the call ----
 
 #[offload]
@@ -221,6 +226,12 @@ impl Counter {
     }
 
     #[offload]
+    #[allow(clippy::needless_arbitrary_self_type)]
+    fn typed_ref_self(self: &Self) -> u32 {
+        self.count
+    }
+
+    #[offload]
     fn associated(n: u32) -> Self {
         Self {
             count: n * Self::STEP,
@@ -270,6 +281,10 @@ async fn all_shapes() {
     assert_eq!(early_return(0).await, "zero");
     assert_eq!(early_return(5).await, "many");
     assert_eq!(boxed_closure(1).await("abc"), 4);
+    assert_eq!(
+        returns_impl_trait(3).await.collect::<Vec<_>>(),
+        vec![0, 2, 4]
+    );
 
     assert_eq!(shout("hi").await, "HI");
     assert_eq!(checksum(&[1, 2, 3]).await, 6);
@@ -302,6 +317,7 @@ async fn all_shapes() {
         vec!["c1".to_owned(), "1".to_owned(), "c".to_owned()]
     );
     assert_eq!(Counter::associated(2).await.count, 20);
+    assert_eq!(counter.typed_ref_self().await, 1);
 
     let store = MemStore(vec![("a".into(), "1".into())]);
     assert_eq!(use_store(&store).await.as_deref(), Some("1"));

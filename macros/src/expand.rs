@@ -11,7 +11,7 @@
 //! // Output:
 //! #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
 //! pub fn get(name: &str, n: u32) -> ::offthread::Offload<Result<String, E>> {
-//!     let __copy0 = ::offthread::__private::ToOwned::to_owned(name);
+//!     let __copy0 = <str as ::offthread::__private::ToOwned>::to_owned(name);
 //!     let __limit: &'static ::offthread::__private::Limit = {
 //!         static __OFFTHREAD_LIMIT: ::offthread::__private::Limit =
 //!             ::offthread::__private::Limit::new(2);
@@ -248,7 +248,7 @@ fn bind_param(
                 Kind::Copied(_) => {
                     let copy = Ident::new("__self_copy", Span::mixed_site());
                     call_site.push(quote_spanned! {span=>
-                        #(#cfg)* let #copy = #private::ToOwned::to_owned(#self_token);
+                        #(#cfg)* let #copy = <Self as #private::ToOwned>::to_owned(#self_token);
                     });
                     in_job.push(quote_spanned! {span=>
                         #(#cfg)* let #hidden: &Self = #private::Borrow::borrow(&#copy);
@@ -282,7 +282,7 @@ fn bind_param(
                             let mutability = mutability.take();
                             let ident = ident.clone();
                             call_site.push(quote_spanned! {span=>
-                                #(#cfg)* let #copy = #private::ToOwned::to_owned(#ident);
+                                #(#cfg)* let #copy = <#ty as #private::ToOwned>::to_owned(#ident);
                             });
                             quote!(#mutability #ident)
                         }
@@ -290,7 +290,7 @@ fn bind_param(
                             let hidden = format_ident!("__arg{}", index, span = Span::mixed_site());
                             let pat = std::mem::replace(&mut *typed.pat, hidden_pat(&hidden));
                             call_site.push(quote_spanned! {span=>
-                                #(#cfg)* let #copy = #private::ToOwned::to_owned(#hidden);
+                                #(#cfg)* let #copy = <#ty as #private::ToOwned>::to_owned(#hidden);
                             });
                             pat.into_token_stream()
                         }
