@@ -1,9 +1,117 @@
-//! Call blocking code from async Rust without stalling the executor.
+//! Call blocking code from async Rust without stalling the executor: `#[offload]` and a
+//! fast, bounded thread pool.
+//!
+//! Most libraries that touch a database, a file system or a legacy SDK are synchronous.
+//! Call one inside an async task and every other task on that executor thread waits until
+//! it returns. `#[offload]` makes such a function return a future instead; its body runs on
+//! a dedicated pool and the executor stays free.
 //!
 //! ```
-//! let n = futures::executor::block_on(offthread::spawn(|| 6 * 7));
-//! assert_eq!(n, 42);
+//! use offthread::offload;
+//!
+//! #[offload]
+//! fn word_count(text: &str) -> usize {
+//!     std::thread::sleep(std::time::Duration::from_millis(5)); // stands for blocking I/O
+//!     text.split_whitespace().count()
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let n = word_count("async when you can, threads when you must").await;
+//! assert_eq!(n, 8);
+//! # }
 //! ```
+//!
+//! It works under any executor: tokio (both flavours), smol, `futures::executor::block_on`.
+//!
+//! # What it expands to
+//!
+//! The function keeps its name, visibility, attributes, generics and parameters; its return
+//! type `R` becomes [`Offload<R>`], a `Send + Unpin + 'static` future of the body's value.
+//! Borrowed arguments are copied at the call (`&str` to `String`, `&[u8]` to `Vec<u8>`,
+//! `&Path` to `PathBuf`, `&T` to a clone), so the future borrows nothing from the caller:
+//!
+//! ```ignore
+//! fn word_count(text: &str) -> ::offthread::Offload<usize> {
+//!     let copy = ToOwned::to_owned(text);
+//!     ::offthread::__private::spawn(::offthread::default_pool(), move || {
+//!         let text: &str = Borrow::borrow(&copy);
+//!         text.split_whitespace().count()
+//!     })
+//! }
+//! ```
+//!
+//! Calling it runs nothing: like an `async fn`, the first poll submits the body.
+//!
+//! # Options
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use offthread::{offload, Pool};
+//!
+//! static FILES: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("files").max_threads(4).build());
+//!
+//! #[derive(Debug)]
+//! enum FsError { Io(std::io::Error), Offthread(offthread::Error) }
+//! impl From<offthread::Error> for FsError {
+//!     fn from(e: offthread::Error) -> Self { FsError::Offthread(e) }
+//! }
+//!
+//! #[offload(pool = FILES, limit = 2, timeout = "5s", sync = read_config_blocking)]
+//! fn read_config(path: &std::path::Path) -> Result<String, FsError> {
+//!     std::fs::read_to_string(path).map_err(FsError::Io)
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let text = read_config("Cargo.toml".as_ref()).await.unwrap();   // on a "files-*" thread
+//! assert_eq!(text, read_config_blocking("Cargo.toml".as_ref()).unwrap());
+//! # });
+//! ```
+//!
+//! | option | meaning |
+//! | --- | --- |
+//! | `pool = DB` | run on this pool (a `static` that derefs to [`Pool`], or any `&Pool`) instead of the [default pool](default_pool) |
+//! | `limit = N` | at most `N` bodies of this function run at once; excess callers wait asynchronously in FIFO order, holding no thread and no queue slot |
+//! | `timeout = "250ms"` | for `Result<T, E>` with `E: From<offthread::Error>`: past the time, the call resolves to `Err(E::from(err))` with `err.is_timeout()`; a body not yet started never starts, a running one sees [`is_cancelled`] turn true |
+//! | `sync = name` | also keep the original blocking function, under `name` |
+//! | `crate = path` | where to find `offthread` if it was renamed in `Cargo.toml` |
+//!
+//! # Cancellation, panics and errors
+//!
+//! Drop an [`Offload`] before its body starts and the body never runs. Drop it while the
+//! body runs and the body runs to its end (a thread cannot be stopped safely), with
+//! [`is_cancelled`] returning true inside it, and its result is dropped.
+//!
+//! A panic in the body resumes in the task that awaits it, with its original payload; the
+//! worker survives. [`Offload::checked`] gives `Result<T, offthread::Error>` instead:
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! let err = offthread::spawn(|| -> u8 { panic!("corrupt page") }).checked().await.unwrap_err();
+//! assert!(err.is_panic());
+//! # });
+//! ```
+//!
+//! # Pools, metrics, shutdown
+//!
+//! ```
+//! use std::time::Duration;
+//! use offthread::Pool;
+//!
+//! let pool = Pool::builder().name("db").min_threads(1).max_threads(8).queue_capacity(1024).build();
+//! let rows = futures::executor::block_on(pool.spawn(|| vec![1, 2, 3]));
+//! assert_eq!(rows.len(), 3);
+//! let m = pool.metrics();
+//! assert_eq!((m.submitted, m.completed), (1, 1));
+//! let report = pool.shutdown(Duration::from_secs(5));
+//! assert_eq!(report.still_running, 0);
+//! ```
+//!
+//! The pool starts threads on demand, up to the CPU count at once; past that it adds threads
+//! only while queued work waits behind *blocked* threads, so microsecond jobs run on a couple
+//! of threads however many callers there are, while a thousand sleeping calls get dozens.
+//! The default pool's cap is [`DEFAULT_MAX_THREADS`], or `OFFTHREAD_MAX_THREADS`, or what
+//! [`configure_default`] set before its first use.
 
 #![forbid(unsafe_code)]
 
