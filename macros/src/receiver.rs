@@ -83,3 +83,31 @@ fn rename_in_tokens(tokens: TokenStream) -> TokenStream {
     }
     out.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rename_self;
+    use quote::ToTokens;
+
+    fn renamed(body: &str) -> String {
+        let mut block: syn::Block = syn::parse_str(body).unwrap();
+        rename_self(&mut block);
+        block.to_token_stream().to_string()
+    }
+
+    #[test]
+    fn renames_the_receiver_in_expressions_closures_and_macros() {
+        let out = renamed("{ let f = || self.x; println!(\"{}\", self.y); self.z() }");
+        assert_eq!(out.matches("__self").count(), 3, "{out}");
+        assert!(!out.replace("__self", "").contains("self"), "{out}");
+    }
+
+    #[test]
+    fn leaves_module_paths_and_nested_items_alone() {
+        let out = renamed("{ m!(self::helper()); fn f(&self) -> u8 { self.0 } Self::C }");
+        assert!(out.contains("self :: helper"), "{out}");
+        assert!(out.contains("fn f (& self)"), "{out}");
+        assert!(out.contains("{ self . 0 }"), "{out}");
+        assert!(!out.contains("__self"), "{out}");
+    }
+}

@@ -214,3 +214,61 @@ impl VisitMut for Borrows {
 
     fn visit_bound_lifetimes_mut(&mut self, _: &mut syn::BoundLifetimes) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use quote::quote;
+
+    fn errors(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> Vec<String> {
+        match check(args, item) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_problem_of_an_item_is_reported_together() {
+        let found = errors(
+            quote!(limit = 0, retries = 3, limit = 2),
+            quote!(
+                async fn f(x: &mut u8) -> &str {
+                    ""
+                }
+            ),
+        );
+        assert_eq!(found.len(), 5, "{found:#?}");
+    }
+
+    #[test]
+    fn accepts_every_option_once() {
+        let found = errors(
+            quote!(
+                pool = DB,
+                limit = 2,
+                timeout = "1s",
+                sync = f_blocking,
+                crate = ::x,
+            ),
+            quote!(
+                pub fn f(a: &str, b: u8) -> Result<u8, E> {
+                    Ok(b)
+                }
+            ),
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn static_and_function_type_lifetimes_are_not_borrows() {
+        let found = errors(
+            quote!(),
+            quote!(
+                fn f(a: &str) -> (&'static str, Box<dyn Fn(&str) -> usize + Send>) {
+                    todo!()
+                }
+            ),
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+}
