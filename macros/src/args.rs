@@ -46,9 +46,10 @@ impl Args {
     /// options that parsed are kept.
     pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
         let mut args = Args::default();
+        let mut seen = Vec::new();
         let parser = |input: ParseStream| {
             while !input.is_empty() {
-                if let Err(err) = args.parse_one(input) {
+                if let Err(err) = args.parse_one(input, &mut seen) {
                     errors.push(err);
                     skip_to_comma(input);
                 }
@@ -67,7 +68,7 @@ impl Args {
     }
 
     /// Parses one `key = value`.
-    fn parse_one(&mut self, input: ParseStream) -> syn::Result<()> {
+    fn parse_one(&mut self, input: ParseStream, seen: &mut Vec<String>) -> syn::Result<()> {
         // `crate` is a keyword: `parse_any` accepts it like any other identifier.
         let key = Ident::parse_any(input).map_err(|err| {
             syn::Error::new(
@@ -76,25 +77,23 @@ impl Args {
             )
         })?;
         let name = key.to_string();
-        let seen = match name.as_str() {
-            "pool" => self.pool.is_some(),
-            "limit" => self.limit.is_some(),
-            "timeout" => self.timeout.is_some(),
-            "sync" => self.sync.is_some(),
-            "crate" => self.krate.is_some(),
-            _ => {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("unknown option `{name}`; the options are {KEYS}"),
-                ))
-            }
-        };
-        if seen {
+        if !matches!(
+            name.as_str(),
+            "pool" | "limit" | "timeout" | "sync" | "crate"
+        ) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("unknown option `{name}`; the options are {KEYS}"),
+            ));
+        }
+        // A key counts as given even when its value was bad, so a repeat is still reported.
+        if seen.contains(&name) {
             return Err(syn::Error::new(
                 key.span(),
                 format!("`{name}` is given more than once; each of {KEYS} may appear once"),
             ));
         }
+        seen.push(name.clone());
         if !input.peek(Token![=]) {
             return Err(syn::Error::new(
                 key.span(),

@@ -237,7 +237,7 @@ mod tests {
                 }
             ),
         );
-        assert_eq!(found.len(), 5, "{found:#?}");
+        assert_eq!(found.len(), 6, "{found:#?}");
     }
 
     #[test]
