@@ -70,6 +70,90 @@ fn threads(who: Contender) -> usize {
     }
 }
 
+/// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name; 100 Hz.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// The figures of `shared/TARGETS.md` that criterion does not give: round-trip percentiles,
+/// CPU per call, and an executor heartbeat's lateness while offloaded calls run. Printed as
+/// one table to stderr, once, before the criterion groups.
+fn summary(_: &mut Criterion) {
+    eprintln!(
+        "\n{:<15} {:>10} {:>10} {:>12} {:>14} {:>14}",
+        "contender", "rt p50", "rt p99", "cpu/call", "beat p99 idle", "beat p99 load"
+    );
+    for who in CONTENDERS {
+        let rt = runtime(false);
+        // Sequential round trips.
+        const CALLS: usize = 50_000;
+        let mut lat = Vec::with_capacity(CALLS);
+        let cpu0 = cpu_time();
+        rt.block_on(async {
+            for i in 0..CALLS {
+                let t = Instant::now();
+                black_box(who.call(move || black_box(i)).await);
+                lat.push(t.elapsed());
+            }
+        });
+        let cpu = (cpu_time() - cpu0) / CALLS as u32;
+        lat.sort();
+        // Heartbeat lateness, idle and while 200 x 5 ms calls run.
+        let multi = runtime(true);
+        let beat = |load: bool| {
+            multi.block_on(async {
+                let beats = tokio::spawn(async {
+                    let mut late = Vec::new();
+                    for _ in 0..150 {
+                        let t = Instant::now();
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        late.push(t.elapsed().saturating_sub(Duration::from_millis(1)));
+                    }
+                    late.sort();
+                    percentile(&late, 0.99)
+                });
+                if load {
+                    let calls: Vec<_> = (0..200)
+                        .map(|_| {
+                            tokio::spawn(who.call(|| std::thread::sleep(Duration::from_millis(5))))
+                        })
+                        .collect();
+                    for c in calls {
+                        c.await.unwrap();
+                    }
+                }
+                beats.await.unwrap()
+            })
+        };
+        let idle = beat(false);
+        let loaded = beat(true);
+        eprintln!(
+            "{:<15} {:>10.1?} {:>10.1?} {:>12.1?} {:>14.1?} {:>14.1?}",
+            who.name(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            cpu,
+            idle,
+            loaded
+        );
+    }
+}
+
 /// Sequential round trip of a trivial job from one task.
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
@@ -190,6 +274,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = round_trip, throughput, sleepers
+    targets = summary, round_trip, throughput, sleepers
 }
 criterion_main!(benches);

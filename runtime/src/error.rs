@@ -207,3 +207,27 @@ impl fmt::Debug for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// So that `#[offload(timeout = ..)]` works on functions returning `std::io::Result<T>`,
+/// like tokio's `JoinError`: a timeout becomes [`TimedOut`](std::io::ErrorKind::TimedOut),
+/// anything else [`Other`](std::io::ErrorKind::Other), with this error as the source.
+///
+/// # Examples
+///
+/// ```
+/// let pool = offthread_runtime::Pool::builder().build();
+/// pool.shutdown(std::time::Duration::ZERO);
+/// let err = futures::executor::block_on(pool.spawn(|| ()).checked()).unwrap_err();
+/// let io: std::io::Error = err.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::Other);
+/// ```
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> std::io::Error {
+        let kind = if err.is_timeout() {
+            std::io::ErrorKind::TimedOut
+        } else {
+            std::io::ErrorKind::Other
+        };
+        std::io::Error::new(kind, err)
+    }
+}
