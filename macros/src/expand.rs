@@ -36,7 +36,7 @@
 
 use crate::args::Args;
 use crate::receiver::{hidden_self, rename_self};
-use crate::signature::{plain_ident, Function, Kind};
+use crate::signature::{arg_kind, plain_ident, Function, Kind};
 use crate::validate::Checked;
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -61,6 +61,8 @@ pub fn expand(checked: Checked) -> TokenStream {
         } = &func;
         let mut sig = sig.clone();
         sig.ident = name.clone();
+        // Sync callers pass their own value for a `#[local]` parameter.
+        crate::signature::strip_local(&mut sig);
         quote!(#(#attrs)* #vis #sig #block)
     });
 
@@ -77,9 +79,18 @@ pub fn expand(checked: Checked) -> TokenStream {
 
     let mut call_site = Vec::new(); // statements run at call time, before the job exists
     let mut in_job = Vec::new(); // statements run first in the job
+    let local_value = Ident::new("__local", Span::mixed_site()); // the closure's parameter
+    let mut local = None; // the `T` of the `#[local]` parameter (`validate` allows one)
     for (index, arg) in sig.inputs.iter_mut().enumerate() {
-        bind_param(&args, index, arg, &mut call_site, &mut in_job);
+        if let Some(ty) = bind_param(&args, index, arg, &local_value, &mut call_site, &mut in_job) {
+            local = Some(ty);
+        }
     }
+    // Callers do not pass the `#[local]` parameter: the job gets it from its worker.
+    sig.inputs = std::mem::take(&mut sig.inputs)
+        .into_iter()
+        .filter(|arg| !matches!(arg_kind(arg), Kind::Local(_)))
+        .collect();
     if has_receiver(&sig) {
         rename_self(&mut block);
     }
@@ -123,9 +134,17 @@ pub fn expand(checked: Checked) -> TokenStream {
     }
     let mut body = Group::new(Delimiter::Brace, stmts);
     body.set_span(last);
-    let closure = quote_spanned!(first=> move ||);
     // The call is spanned on the return type, where "`R` cannot be sent" belongs.
-    let spawn_path = quote_spanned!(output_span=> #krate_at_output::__private::spawn);
+    let (closure, spawn_path) = match &local {
+        None => (
+            quote_spanned!(first=> move ||),
+            quote_spanned!(output_span=> #krate_at_output::__private::spawn),
+        ),
+        Some(ty) => (
+            quote_spanned!(first=> move |#local_value: &mut #ty|),
+            quote_spanned!(output_span=> #krate_at_output::__private::spawn_local::<#ty, _, _>),
+        ),
+    };
     let spawn = quote_spanned! {output_span=>
         #spawn_path(#pool, #closure #closure_output #body)
     };
@@ -222,23 +241,36 @@ fn wrap(args: &Args, spawn: TokenStream) -> (TokenStream, TokenStream) {
     (make_limit, job)
 }
 
-/// How one parameter reaches the job: moved by capture, or copied here and borrowed there.
-/// Rewrites the parameter's pattern in the signature when needed (`mut` is dropped there and
-/// kept on the rebinding inside the job, where the mutation happens).
+/// How one parameter reaches the job: moved by capture, copied here and borrowed there, or,
+/// for `#[local]`, bound to the worker's value the job receives as `local_value`, in which
+/// case its `T` is returned. Rewrites the parameter's pattern in the signature when needed
+/// (`mut` is dropped there and kept on the rebinding inside the job, where the mutation
+/// happens).
 fn bind_param(
     args: &Args,
     index: usize,
     arg: &mut FnArg,
+    local_value: &Ident,
     call_site: &mut Vec<TokenStream>,
     in_job: &mut Vec<TokenStream>,
-) {
+) -> Option<Type> {
     let span = arg.span();
     let krate = krate_path(args, span);
     let private = quote_spanned!(span=> #krate::__private);
-    let kind = match &*arg {
-        FnArg::Receiver(receiver) => crate::signature::receiver_kind(receiver),
-        FnArg::Typed(typed) => crate::signature::type_kind(&typed.ty),
-    };
+    let kind = arg_kind(arg);
+    if let (Kind::Local(local), FnArg::Typed(typed)) = (&kind, &*arg) {
+        // `validate` let through only `&mut T` and `&T`.
+        let (elem, mutable) = local.target.clone()?;
+        let ty = inferable(elem);
+        let pat = &typed.pat;
+        let cfg = cfg_attrs(&typed.attrs);
+        in_job.push(if mutable {
+            quote_spanned!(span=> #(#cfg)* let #pat: &mut #ty = #local_value;)
+        } else {
+            quote_spanned!(span=> #(#cfg)* let #pat: &#ty = &*#local_value;)
+        });
+        return Some(ty);
+    }
     match arg {
         FnArg::Receiver(receiver) => {
             let cfg = cfg_attrs(&receiver.attrs);
@@ -254,7 +286,7 @@ fn bind_param(
                         #(#cfg)* let #hidden: &Self = #private::Borrow::borrow(&#copy);
                     });
                 }
-                Kind::Moved | Kind::MutRef(_) => {
+                Kind::Moved | Kind::MutRef(_) | Kind::Local(_) => {
                     let mutability = receiver.mutability.take();
                     in_job.push(quote_spanned! {span=>
                         #(#cfg)* let #mutability #hidden = #self_token;
@@ -267,7 +299,7 @@ fn bind_param(
             match kind {
                 Kind::Copied(elem) => {
                     if matches!(*typed.pat, Pat::Wild(_)) {
-                        return;
+                        return None;
                     }
                     let copy = format_ident!("__copy{}", index, span = Span::mixed_site());
                     let ty = inferable(elem);
@@ -299,7 +331,7 @@ fn bind_param(
                         #(#cfg)* let #pat: &#ty = #private::Borrow::borrow(&#copy);
                     });
                 }
-                Kind::Moved | Kind::MutRef(_) => {
+                Kind::Moved | Kind::MutRef(_) | Kind::Local(_) => {
                     // Every binding is used whole inside the job, so the closure captures the
                     // whole value (not just the fields the body touches) and it is dropped on
                     // the worker, as a moved value should be.
@@ -314,6 +346,7 @@ fn bind_param(
             }
         }
     }
+    None
 }
 
 /// `#[cfg]` and `#[cfg_attr]` of a parameter, repeated on the statements made for it.

@@ -1,5 +1,6 @@
 //! What the annotated item is: a function with a body, each parameter classified by how it
-//! reaches the job (moved, or copied from a `&T`), and its return type.
+//! reaches the job (moved, copied from a `&T`, or the worker's own value for `#[local]`), and
+//! its return type.
 //!
 //! Nothing here rejects a function that parsed; `validate` does that, so all problems are
 //! reported together. The only error here is "this is not a function with a body".
@@ -32,6 +33,17 @@ pub enum Kind {
     Copied(Type),
     /// `&mut T` (and `&mut self`): rejected by `validate`. Holds the `&mut` tokens.
     MutRef(TokenStream),
+    /// `#[local] conn: &mut T` (or `&T`): not passed by the caller; the body gets the worker's
+    /// own `T`. Also on anything else marked `#[local]`, for `validate` to reject.
+    Local(Local),
+}
+
+/// A parameter marked `#[local]`.
+pub struct Local {
+    /// The `#[local]` attribute (the first one, if repeated), where errors about it point.
+    pub attr: Attribute,
+    /// `Some((T, mutable))` for `&mut T` and `&T`, `None` for anything else (rejected).
+    pub target: Option<(Type, bool)>,
 }
 
 /// One parameter of the signature.
@@ -64,10 +76,7 @@ impl Function {
             .iter()
             .map(|arg| Param {
                 arg,
-                kind: match arg {
-                    FnArg::Receiver(receiver) => receiver_kind(receiver),
-                    FnArg::Typed(PatType { ty, .. }) => type_kind(ty),
-                },
+                kind: arg_kind(arg),
             })
             .collect()
     }
@@ -92,6 +101,53 @@ impl Function {
                 .segments
                 .last()
                 .is_some_and(|segment| segment.ident == "Result")
+    }
+}
+
+/// The kind of any parameter, the receiver included.
+pub fn arg_kind(arg: &FnArg) -> Kind {
+    match arg {
+        FnArg::Receiver(receiver) => match local_attr(&receiver.attrs) {
+            Some(attr) => Kind::Local(Local {
+                attr: attr.clone(),
+                target: None,
+            }),
+            None => receiver_kind(receiver),
+        },
+        FnArg::Typed(PatType { attrs, ty, .. }) => match local_attr(attrs) {
+            Some(attr) => Kind::Local(Local {
+                attr: attr.clone(),
+                target: match strip_parens(ty) {
+                    Type::Reference(TypeReference {
+                        mutability, elem, ..
+                    }) => Some(((**elem).clone(), mutability.is_some())),
+                    _ => None,
+                },
+            }),
+            None => type_kind(ty),
+        },
+    }
+}
+
+/// Whether an attribute is `#[local]` (with or without arguments, which `validate` rejects).
+pub fn is_local(attr: &Attribute) -> bool {
+    attr.path().is_ident("local")
+}
+
+/// The first `#[local]` among a parameter's attributes.
+pub fn local_attr(attrs: &[Attribute]) -> Option<&Attribute> {
+    attrs.iter().find(|attr| is_local(attr))
+}
+
+/// Takes every `#[local]` off the parameters of a signature: it is not a real attribute, and
+/// rustc would reject it on the items we emit.
+pub fn strip_local(sig: &mut Signature) {
+    for arg in &mut sig.inputs {
+        let attrs = match arg {
+            FnArg::Receiver(receiver) => &mut receiver.attrs,
+            FnArg::Typed(typed) => &mut typed.attrs,
+        };
+        attrs.retain(|attr| !is_local(attr));
     }
 }
 
@@ -142,15 +198,37 @@ pub fn plain_ident(pat: &Pat) -> Option<&Ident> {
 
 /// The item to emit next to our errors: the item as written, so that its callers see no
 /// follow-on errors. A variadic is taken off first, since rustc rejects it in a Rust function
-/// anyway and would only repeat our error.
+/// anyway and would only repeat our error, and so is every `#[local]` on a parameter, which
+/// rustc does not know as an attribute.
 pub fn fallback(item: TokenStream) -> TokenStream {
-    match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(mut func) if func.sig.variadic.is_some() => {
-            func.sig.variadic = None;
-            if let Some(pair) = func.sig.inputs.pop() {
-                func.sig.inputs.push(pair.into_value());
+    match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Fn(mut func)) => {
+            if func.sig.variadic.is_some() {
+                func.sig.variadic = None;
+                if let Some(pair) = func.sig.inputs.pop() {
+                    func.sig.inputs.push(pair.into_value());
+                }
             }
+            strip_local(&mut func.sig);
             func.into_token_stream()
+        }
+        // `#[offload]` on an impl block or a trait: the `#[local]`s its methods carry would
+        // only add "cannot find attribute `local`" to our error.
+        Ok(syn::Item::Impl(mut block)) => {
+            for item in &mut block.items {
+                if let syn::ImplItem::Fn(method) = item {
+                    strip_local(&mut method.sig);
+                }
+            }
+            block.into_token_stream()
+        }
+        Ok(syn::Item::Trait(mut block)) => {
+            for item in &mut block.items {
+                if let syn::TraitItem::Fn(method) = item {
+                    strip_local(&mut method.sig);
+                }
+            }
+            block.into_token_stream()
         }
         _ => item,
     }

@@ -4,10 +4,10 @@
 //! After `check` succeeds, expansion cannot fail.
 
 use crate::args::Args;
-use crate::signature::{Function, Kind};
+use crate::signature::{is_local, Function, Kind, Local};
 use proc_macro2::TokenStream;
 use syn::visit_mut::{self, VisitMut};
-use syn::{FnArg, Lifetime, TypeBareFn, TypeReference};
+use syn::{FnArg, Lifetime, Meta, TypeBareFn, TypeReference};
 
 /// Errors collected so far, combined into one `syn::Error` (which renders as one
 /// `compile_error!` per problem).
@@ -134,17 +134,92 @@ fn check_signature(func: &Function, errors: &mut Errors) {
     }
 }
 
-/// `&mut T` and `&mut self` parameters.
+/// `&mut T` and `&mut self` parameters, and `#[local]` parameters that cannot be one.
 fn check_params(func: &Function, errors: &mut Errors) {
+    let mut locals = 0;
     for param in func.params() {
-        let Kind::MutRef(and_mut) = &param.kind else {
-            continue;
-        };
-        let message = match param.arg {
-            FnArg::Receiver(_) => "`&mut self` cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take `self` by value and return it (`fn m(self) -> Self`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
-            FnArg::Typed(_) => "`&mut` parameters cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take the value by value and return it (`fn f(x: T) -> T`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
-        };
-        errors.push(syn::Error::new_spanned(and_mut, message));
+        match &param.kind {
+            Kind::MutRef(and_mut) => {
+                let message = match param.arg {
+                    FnArg::Receiver(_) => "`&mut self` cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take `self` by value and return it (`fn m(self) -> Self`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
+                    FnArg::Typed(_) => "`&mut` parameters cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take the value by value and return it (`fn f(x: T) -> T`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
+                };
+                errors.push(syn::Error::new_spanned(and_mut, message));
+            }
+            Kind::Local(local) => {
+                check_local(param.arg, local, locals, errors);
+                locals += 1;
+            }
+            Kind::Moved | Kind::Copied(_) => {}
+        }
+    }
+}
+
+/// One `#[local]` parameter; `before` is the number of `#[local]` parameters before it.
+fn check_local(arg: &FnArg, local: &Local, before: usize, errors: &mut Errors) {
+    let (attrs, ty) = match arg {
+        FnArg::Receiver(receiver) => (&receiver.attrs, None),
+        FnArg::Typed(typed) => (&typed.attrs, Some(&typed.ty)),
+    };
+    for attr in attrs.iter().filter(|attr| is_local(attr)) {
+        if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
+            errors.push(syn::Error::new_spanned(
+                &attr.meta,
+                "`#[local]` takes no arguments: write `#[local] conn: &mut Conn`; the value is made by the `init` registered with `Builder::worker_local` on the pool",
+            ));
+        }
+    }
+    if let Some(repeated) = attrs.iter().filter(|attr| is_local(attr)).nth(1) {
+        errors.push(syn::Error::new_spanned(
+            repeated,
+            "`#[local]` is repeated on this parameter: write it once",
+        ));
+    }
+    let Some(ty) = ty else {
+        errors.push(syn::Error::new_spanned(
+            &local.attr,
+            "`#[local]` cannot go on `self`: it marks a per-worker resource parameter that callers do not pass, such as `#[local] conn: &mut Conn`; take `&self` (or `self`) and add the resource as a parameter of its own",
+        ));
+        return;
+    };
+    if before > 0 {
+        errors.push(syn::Error::new_spanned(
+            &local.attr,
+            "at most one `#[local]` parameter per function is supported: put the resources in one struct, register it with `Builder::worker_local`, and take `#[local] res: &mut ThatStruct`",
+        ));
+    }
+    match &local.target {
+        None => errors.push(syn::Error::new_spanned(
+            ty,
+            format!(
+                "a `#[local]` parameter borrows the worker's own value for the call: take it by reference, `&mut {ty}` (or `&{ty}`), and register the value with `Builder::worker_local` on the pool",
+                ty = pretty(ty),
+            ),
+        )),
+        Some((elem, _)) => {
+            let mut finder = ImplTrait::default();
+            finder.visit_type_mut(&mut elem.clone());
+            if let Some(found) = finder.found {
+                errors.push(syn::Error::new_spanned(
+                    found,
+                    "the type of a `#[local]` parameter picks which `worker_local` value of the pool the body gets, so it must be named: write the concrete type, such as `&mut Conn`, not `impl Trait`",
+                ));
+            }
+        }
+    }
+}
+
+/// The first `impl Trait` in a type.
+#[derive(Default)]
+struct ImplTrait {
+    /// Its tokens.
+    found: Option<TokenStream>,
+}
+
+impl VisitMut for ImplTrait {
+    fn visit_type_impl_trait_mut(&mut self, ty: &mut syn::TypeImplTrait) {
+        self.found
+            .get_or_insert_with(|| quote::ToTokens::to_token_stream(ty));
     }
 }
 
