@@ -1,0 +1,408 @@
+//! An async service whose data layer is Diesel on SQLite, served three ways.
+//!
+//! ```text
+//! cargo run --release --example orm [-- --users N --orders N --requests N --concurrency N]
+//! ```
+//!
+//! It creates a database in a temporary directory, seeds it, then serves the same stream of
+//! requests (profile lookups, a join, a report, orders placed) from a tokio runtime with two
+//! worker threads, while a heartbeat task that wakes every millisecond records how late it
+//! is. The three ways:
+//!
+//! - **offthread**: the data layer's `#[offload]` functions (`db.rs`), awaited.
+//! - **inline**: the same Diesel calls made directly inside the async tasks, the mistake
+//!   offthread exists to prevent: each query stalls its executor thread.
+//! - **spawn_blocking**: the same calls in hand-written `tokio::task::spawn_blocking`
+//!   closures, each checking a connection out of a mutex-guarded pool.
+//!
+//! It prints one table and checks that the three ways gave the same answers and left the
+//! same database; if not, it exits with status 1.
+
+mod db;
+mod workload;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::sqlite::SqliteConnection;
+use diesel::QueryResult;
+
+use workload::{Answer, Request, Tally};
+
+const TOKIO_WORKERS: usize = 2;
+const HEARTBEAT: Duration = Duration::from_millis(1);
+
+struct Args {
+    users: usize,
+    orders: usize,
+    requests: usize,
+    concurrency: usize,
+}
+
+const USAGE: &str = "usage: orm [--users N] [--orders N] [--requests N] [--concurrency N]
+  --users N        users to seed (default 10000, at least 32)
+  --orders N       orders to seed (default 100000)
+  --requests N     requests served by each of the three ways (default 20000)
+  --concurrency N  requests in flight at once (default 64)";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        users: 10_000,
+        orders: 100_000,
+        requests: 20_000,
+        concurrency: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let slot = match flag.as_str() {
+            "--users" => &mut args.users,
+            "--orders" => &mut args.orders,
+            "--requests" => &mut args.requests,
+            "--concurrency" => &mut args.concurrency,
+            "-h" | "--help" => return Err(String::new()),
+            _ => return Err(format!("unknown argument `{flag}`")),
+        };
+        let value = it.next().ok_or(format!("`{flag}` needs a number"))?;
+        *slot = value
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("`{flag} {value}`: not a number"))?;
+    }
+    if args.users < 2 * workload::WRITE_EVERY as usize {
+        return Err("--users must be at least 32".to_owned());
+    }
+    if args.concurrency == 0 {
+        return Err("--concurrency must be at least 1".to_owned());
+    }
+    Ok(args)
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> std::io::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("offthread-orm-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The baselines' connections: a mutex-guarded stack, the simplest honest pool. A caller
+/// takes one (or opens one when none is idle) and puts it back when done. Writers take
+/// `writer` first, as `limit = 1` does for offthread: SQLite has one writer, and the others
+/// would otherwise sleep in its busy handler.
+struct Connections {
+    path: PathBuf,
+    idle: Mutex<Vec<SqliteConnection>>,
+    writer: tokio::sync::Semaphore,
+}
+
+impl Connections {
+    fn with<T>(&self, f: impl FnOnce(&mut SqliteConnection) -> T) -> T {
+        let idle = self.idle.lock().unwrap().pop();
+        let mut conn = idle.unwrap_or_else(|| db::connect(&self.path));
+        let result = f(&mut conn);
+        self.idle.lock().unwrap().push(conn);
+        result
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Offthread,
+    Inline,
+    SpawnBlocking,
+}
+
+impl Way {
+    fn label(self) -> &'static str {
+        match self {
+            Way::Offthread => "offthread #[offload]",
+            Way::Inline => "inline in async tasks",
+            Way::SpawnBlocking => "tokio spawn_blocking",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            Way::Offthread => "offthread.db",
+            Way::Inline => "inline.db",
+            Way::SpawnBlocking => "spawn_blocking.db",
+        }
+    }
+
+    async fn serve(self, conns: &Arc<Connections>, request: Request) -> QueryResult<Answer> {
+        let _writer = match (self, request) {
+            (Way::Inline | Way::SpawnBlocking, Request::PlaceOrder { .. }) => {
+                Some(conns.writer.acquire().await.expect("never closed"))
+            }
+            _ => None,
+        };
+        match self {
+            Way::Offthread => workload::serve_offloaded(request).await,
+            Way::Inline => conns.with(|conn| workload::serve_blocking(conn, request)),
+            Way::SpawnBlocking => {
+                let conns = Arc::clone(conns);
+                tokio::task::spawn_blocking(move || {
+                    conns.with(|conn| workload::serve_blocking(conn, request))
+                })
+                .await
+                .expect("spawn_blocking task")
+            }
+        }
+    }
+}
+
+/// What one way measured.
+struct Report {
+    way: Way,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    lateness: Vec<Duration>,
+    threads: usize,
+    connections: usize,
+    tally: Tally,
+}
+
+/// Records how late a task that wants to wake every millisecond actually wakes, until `stop`.
+async fn heartbeat(stop: Arc<AtomicBool>) -> Vec<Duration> {
+    let mut lateness = Vec::new();
+    let mut due = Instant::now() + HEARTBEAT;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(due.into()).await;
+        let now = Instant::now();
+        lateness.push(now - due);
+        due = now + HEARTBEAT;
+    }
+    lateness
+}
+
+/// A multi-thread runtime with two workers that counts the threads it starts (workers and
+/// `spawn_blocking` threads alike).
+fn runtime(started: &Arc<AtomicUsize>) -> tokio::runtime::Runtime {
+    let started = Arc::clone(started);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(TOKIO_WORKERS)
+        .enable_time()
+        .on_thread_start(move || {
+            started.fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Serves `requests` one way, on a fresh copy of the seeded database.
+fn run(way: Way, seeded: &Path, dir: &Path, requests: &Arc<Vec<Request>>, args: &Args) -> Report {
+    let path = dir.join(way.file());
+    db::copy_database(seeded, &path).expect("copy the seeded database");
+    if way == Way::Offthread {
+        db::use_database(&path);
+    }
+    let conns = Arc::new(Connections {
+        path: path.clone(),
+        idle: Mutex::new(Vec::new()),
+        writer: tokio::sync::Semaphore::new(1),
+    });
+    let threads = Arc::new(AtomicUsize::new(0));
+    let connections_before = db::CONNECTIONS_OPENED.load(Ordering::Relaxed);
+    let rt = runtime(&threads);
+
+    let (elapsed, mut answers, lateness) = rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let beat = tokio::spawn(heartbeat(Arc::clone(&stop)));
+        let next = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let clients: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                let (next, requests, conns) =
+                    (Arc::clone(&next), Arc::clone(requests), Arc::clone(&conns));
+                tokio::spawn(async move {
+                    let mut served = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&request) = requests.get(i) else {
+                            return served;
+                        };
+                        // The request arrives; a real service would await it off a socket.
+                        let t = Instant::now();
+                        tokio::task::yield_now().await;
+                        let answer = way.serve(&conns, request).await;
+                        let answer = answer.unwrap_or_else(|e| panic!("request {i}: {e}"));
+                        served.push((i, t.elapsed(), answer));
+                    }
+                })
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(requests.len());
+        for client in clients {
+            answers.extend(client.await.expect("client task"));
+        }
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (elapsed, answers, beat.await.expect("heartbeat task"))
+    });
+    let mut threads = threads.load(Ordering::Relaxed);
+    if way == Way::Offthread {
+        threads += db::DATA.metrics().threads;
+    }
+    rt.shutdown_timeout(Duration::from_secs(10));
+    drop(conns);
+    let connections = db::CONNECTIONS_OPENED.load(Ordering::Relaxed) - connections_before;
+
+    answers.sort_by_key(|&(i, ..)| i);
+    let latencies = answers.iter().map(|&(_, d, _)| d).collect();
+    let answers: Vec<Answer> = answers.into_iter().map(|(.., a)| a).collect();
+    let fingerprint = db::fingerprint(&mut db::connect(&path)).expect("fingerprint");
+    Report {
+        way,
+        elapsed,
+        latencies,
+        lateness,
+        threads,
+        connections,
+        tally: Tally::new(&answers, fingerprint),
+    }
+}
+
+/// The `q` quantile of `v`, in milliseconds.
+fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("orm: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = TempDir::new().expect("create a temporary directory");
+    let seeded = dir.0.join("seeded.db");
+
+    let t = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    db::create_and_seed(&seeded, args.users, args.orders, |done, total| {
+        if tty {
+            eprint!("\rseeding {done}/{total} rows");
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .expect("create and seed the database");
+    if tty {
+        eprintln!();
+    }
+    let seeding = t.elapsed();
+
+    // How late the heartbeat is with nothing else running: the floor for the table.
+    let idle = {
+        let rt = runtime(&Arc::new(AtomicUsize::new(0)));
+        rt.block_on(async {
+            let stop = Arc::new(AtomicBool::new(false));
+            let beat = tokio::spawn(heartbeat(Arc::clone(&stop)));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.store(true, Ordering::Relaxed);
+            beat.await.expect("heartbeat task")
+        })
+    };
+
+    let requests = Arc::new(workload::requests(args.users, args.requests, 42));
+    let mut reports: Vec<Report> = [Way::Offthread, Way::Inline, Way::SpawnBlocking]
+        .into_iter()
+        .map(|way| run(way, &seeded, &dir.0, &requests, &args))
+        .collect();
+
+    let mut idle = idle;
+    println!(
+        "{} users, {} orders seeded in {:.1} s; {} requests, {} in flight; tokio: {} workers; \
+         offthread data pool: {} threads",
+        args.users,
+        args.orders,
+        seeding.as_secs_f64(),
+        args.requests,
+        args.concurrency,
+        TOKIO_WORKERS,
+        db::data_threads(),
+    );
+    println!(
+        "heartbeat every 1 ms; idle lateness p99 {:.2} ms, max {:.2} ms\n",
+        quantile_ms(&mut idle, 0.99),
+        quantile_ms(&mut idle, 1.0)
+    );
+    println!(
+        "{:<22} {:>10} {:>8} {:>8} {:>14} {:>10} {:>8} {:>6}",
+        "", "requests/s", "p50 ms", "p99 ms", "heartbeat p99", "late max", "threads", "conns"
+    );
+    for r in &mut reports {
+        println!(
+            "{:<22} {:>10.0} {:>8.2} {:>8.2} {:>11.2} ms {:>7.2} ms {:>8} {:>6}",
+            r.way.label(),
+            r.latencies.len() as f64 / r.elapsed.as_secs_f64(),
+            quantile_ms(&mut r.latencies, 0.5),
+            quantile_ms(&mut r.latencies, 0.99),
+            quantile_ms(&mut r.lateness, 0.99),
+            quantile_ms(&mut r.lateness, 1.0),
+            r.threads,
+            r.connections,
+        );
+    }
+    let m = db::DATA.metrics();
+    println!(
+        "\noffthread data pool: {} jobs submitted, {} completed, {} panicked; \
+         mean queue wait {:.3} ms, mean run {:.3} ms",
+        m.submitted,
+        m.completed,
+        m.panicked,
+        m.queue_wait.as_secs_f64() * 1e3 / m.submitted.max(1) as f64,
+        m.run_time.as_secs_f64() * 1e3 / m.submitted.max(1) as f64,
+    );
+
+    let reference = &reports[0];
+    let mut ok = true;
+    for r in &reports[1..] {
+        for difference in reference.tally.differences(&r.tally) {
+            eprintln!(
+                "MISMATCH: {} vs {}: {difference}",
+                reference.way.label(),
+                r.way.label()
+            );
+            ok = false;
+        }
+    }
+    if ok {
+        let t = &reference.tally;
+        println!(
+            "check: the three ways agree on all {} reads, {} writes and the final database",
+            t.reads.len() - t.writes,
+            t.writes
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
