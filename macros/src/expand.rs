@@ -79,11 +79,10 @@ pub fn expand(checked: Checked) -> TokenStream {
 
     let mut call_site = Vec::new(); // statements run at call time, before the job exists
     let mut in_job = Vec::new(); // statements run first in the job
-    let local_value = Ident::new("__local", Span::mixed_site()); // the closure's parameter
-    let mut local = None; // the `T` of the `#[local]` parameter (`validate` allows one)
+    let mut local = None; // the `#[local]` parameter, if any (`validate` allows one)
     for (index, arg) in sig.inputs.iter_mut().enumerate() {
-        if let Some(ty) = bind_param(&args, index, arg, &local_value, &mut call_site, &mut in_job) {
-            local = Some(ty);
+        if let Some(found) = bind_param(&args, index, arg, &mut call_site, &mut in_job) {
+            local = Some(found);
         }
     }
     // Callers do not pass the `#[local]` parameter: the job gets it from its worker.
@@ -140,8 +139,8 @@ pub fn expand(checked: Checked) -> TokenStream {
             quote_spanned!(first=> move ||),
             quote_spanned!(output_span=> #krate_at_output::__private::spawn),
         ),
-        Some(ty) => (
-            quote_spanned!(first=> move |#local_value: &mut #ty|),
+        Some(LocalParam { ty, pat }) => (
+            quote_spanned!(first=> move |#pat: &mut #ty|),
             quote_spanned!(output_span=> #krate_at_output::__private::spawn_local::<#ty, _, _>),
         ),
     };
@@ -241,19 +240,25 @@ fn wrap(args: &Args, spawn: TokenStream) -> (TokenStream, TokenStream) {
     (make_limit, job)
 }
 
+/// The `#[local]` parameter, as the job's closure takes it: `move |PAT: &mut TY|`.
+struct LocalParam {
+    /// The `T` of `&mut T` or `&T`, made writable inside the job.
+    ty: Type,
+    /// The closure's parameter pattern.
+    pat: TokenStream,
+}
+
 /// How one parameter reaches the job: moved by capture, copied here and borrowed there, or,
-/// for `#[local]`, bound to the worker's value the job receives as `local_value`, in which
-/// case its `T` is returned. Rewrites the parameter's pattern in the signature when needed
-/// (`mut` is dropped there and kept on the rebinding inside the job, where the mutation
-/// happens).
+/// for `#[local]`, taken by the job's closure from the worker (returned). Rewrites the
+/// parameter's pattern in the signature when needed (`mut` is dropped there and kept on the
+/// rebinding inside the job, where the mutation happens).
 fn bind_param(
     args: &Args,
     index: usize,
     arg: &mut FnArg,
-    local_value: &Ident,
     call_site: &mut Vec<TokenStream>,
     in_job: &mut Vec<TokenStream>,
-) -> Option<Type> {
+) -> Option<LocalParam> {
     let span = arg.span();
     let krate = krate_path(args, span);
     let private = quote_spanned!(span=> #krate::__private);
@@ -262,14 +267,25 @@ fn bind_param(
         // `validate` let through only `&mut T` and `&T`.
         let (elem, mutable) = local.target.clone()?;
         let ty = inferable(elem);
-        let pat = &typed.pat;
+        let pat = &*typed.pat;
         let cfg = cfg_attrs(&typed.attrs);
-        in_job.push(if mutable {
-            quote_spanned!(span=> #(#cfg)* let #pat: &mut #ty = #local_value;)
-        } else {
-            quote_spanned!(span=> #(#cfg)* let #pat: &#ty = &*#local_value;)
-        });
-        return Some(ty);
+        // The closure binds the user's own name, when there is one, rather than one of ours:
+        // no name of ours can then meet a user's constant of the same name.
+        let pat = match (mutable, pat) {
+            (true, _) | (false, Pat::Wild(_)) => pat.to_token_stream(),
+            (false, Pat::Ident(binding)) if plain_ident(pat).is_some() => {
+                let (mutability, ident) = (binding.mutability, &binding.ident);
+                in_job
+                    .push(quote_spanned!(span=> #(#cfg)* let #mutability #ident: &#ty = &*#ident;));
+                ident.to_token_stream()
+            }
+            (false, _) => {
+                let hidden = Ident::new("__local", Span::mixed_site());
+                in_job.push(quote_spanned!(span=> #(#cfg)* let #pat: &#ty = &*#hidden;));
+                hidden.to_token_stream()
+            }
+        };
+        return Some(LocalParam { ty, pat });
     }
     match arg {
         FnArg::Receiver(receiver) => {

@@ -35,7 +35,7 @@ pub enum Kind {
     MutRef(TokenStream),
     /// `#[local] conn: &mut T` (or `&T`): not passed by the caller; the body gets the worker's
     /// own `T`. Also on anything else marked `#[local]`, for `validate` to reject.
-    Local(Local),
+    Local(Box<Local>),
 }
 
 /// A parameter marked `#[local]`.
@@ -108,14 +108,14 @@ impl Function {
 pub fn arg_kind(arg: &FnArg) -> Kind {
     match arg {
         FnArg::Receiver(receiver) => match local_attr(&receiver.attrs) {
-            Some(attr) => Kind::Local(Local {
+            Some(attr) => Kind::Local(Box::new(Local {
                 attr: attr.clone(),
                 target: None,
-            }),
+            })),
             None => receiver_kind(receiver),
         },
         FnArg::Typed(PatType { attrs, ty, .. }) => match local_attr(attrs) {
-            Some(attr) => Kind::Local(Local {
+            Some(attr) => Kind::Local(Box::new(Local {
                 attr: attr.clone(),
                 target: match strip_parens(ty) {
                     Type::Reference(TypeReference {
@@ -123,7 +123,7 @@ pub fn arg_kind(arg: &FnArg) -> Kind {
                     }) => Some(((**elem).clone(), mutability.is_some())),
                     _ => None,
                 },
-            }),
+            })),
             None => type_kind(ty),
         },
     }

@@ -148,7 +148,10 @@ fn check_params(func: &Function, errors: &mut Errors) {
             }
             Kind::Local(local) => {
                 check_local(param.arg, local, locals, errors);
-                locals += 1;
+                // A misplaced `#[local]` on `self` is its own error, not a first local.
+                if let FnArg::Typed(_) = param.arg {
+                    locals += 1;
+                }
             }
             Kind::Moved | Kind::Copied(_) => {}
         }
@@ -332,6 +335,54 @@ mod tests {
             ),
         );
         assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn local_accepts_mut_and_shared_references_with_every_option() {
+        let found = errors(
+            quote!(pool = DB, limit = 1, timeout = "1s", sync = f_blocking),
+            quote!(
+                fn f(&self, a: &str, #[local] mut conn: &'a mut Conn<u8>) -> Result<u8, E> {
+                    Ok(0)
+                }
+            ),
+        );
+        assert!(found.is_empty(), "{found:#?}");
+        let found = errors(quote!(), quote!(fn f(#[local] _: &Conn) {}));
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn every_misuse_of_local_is_reported_together() {
+        let found = errors(
+            quote!(),
+            quote!(
+                fn f(
+                    #[local] &mut self,
+                    #[local(x)] a: &mut A,
+                    #[local] #[local] b: &B,
+                    #[local] c: C,
+                    #[local] d: &mut impl Conn,
+                ) {
+                }
+            ),
+        );
+        let expected = [
+            "cannot go on `self`",
+            "takes no arguments",
+            "repeated on this parameter",
+            "at most one `#[local]` parameter",
+            "take it by reference, `&mut C` (or `&C`)",
+            "must be named",
+        ];
+        for needle in expected {
+            assert!(
+                found.iter().any(|message| message.contains(needle)),
+                "no error containing {needle:?} in {found:#?}"
+            );
+        }
+        // `&mut self` is reported once, as a misplaced `#[local]`, not also as `&mut self`.
+        assert!(!found.iter().any(|m| m.starts_with("`&mut self`")), "{found:#?}");
     }
 
     #[test]
