@@ -31,8 +31,12 @@
 //! }
 //! ```
 //!
-//! Generated locals (`__copy0`, `__limit`, `__self`, `__arg0`) are resolved at the macro's
-//! mixed site, so they can neither clash with nor be seen by the user's names.
+//! With a `#[local] conn: &mut Conn` parameter, the parameter leaves the signature and the job
+//! is `spawn_local::<Conn, _, _>(pool, move |conn: &mut Conn| -> R { .. })`; for `&Conn`, the
+//! body starts with `let conn: &Conn = &*conn;`.
+//!
+//! Generated locals (`__copy0`, `__limit`, `__self`, `__arg0`, `__local`) are resolved at the
+//! macro's mixed site, so they can neither clash with nor be seen by the user's names.
 
 use crate::args::Args;
 use crate::receiver::{hidden_self, rename_self};

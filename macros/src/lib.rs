@@ -61,7 +61,9 @@ use proc_macro::TokenStream;
 /// - `self`, `mut self`, `self: Arc<Self>`, `self: Box<Self>`: moved;
 /// - `&mut T` and `&mut self`: rejected, since the body would change a copy and the change
 ///   would be lost. Take the value by value and return it, or, for a per-worker resource such
-///   as a database connection, use a `#[local]` parameter.
+///   as a database connection, use a `#[local]` parameter;
+/// - `#[local] conn: &mut T` or `#[local] conn: &T`: not a parameter of the generated
+///   function at all; the body gets the worker's own `T` (see below).
 ///
 /// Every parameter, after the copy, and the return type must be `Send + 'static`; when one is
 /// not, rustc's error points at that parameter. The return type cannot borrow from the
@@ -106,6 +108,59 @@ use proc_macro::TokenStream;
 ///     conn.query_user(name)
 /// }
 /// ```
+///
+/// # Per-worker resources: `#[local]`
+///
+/// A parameter marked `#[local]` is a resource each thread of the pool keeps for itself, such
+/// as a database connection, registered on the pool with `Builder::worker_local`. It
+/// disappears from the generated signature: callers never pass it, and the body gets the
+/// value of the worker it runs on, made by the registered `init` the first time that worker
+/// needs one and reused by every later call there. There is no checkout per call, and `T`
+/// need not be `Send`.
+///
+/// ```ignore
+/// static DB: LazyLock<Pool> = LazyLock::new(|| {
+///     Pool::builder()
+///         .name("db")
+///         .max_threads(4)
+///         .worker_local(|| SqliteConnection::establish("app.db").unwrap())
+///         .build()
+/// });
+///
+/// #[offload(pool = DB)]
+/// fn find_user(#[local] conn: &mut SqliteConnection, id: i32) -> QueryResult<User> {
+///     users::table.find(id).first(conn)
+/// }
+///
+/// let user = find_user(7).await?; // no connection at the call
+/// ```
+///
+/// It expands to the worker-local form of the job, whose closure takes the worker's value:
+///
+/// ```ignore
+/// fn find_user(id: i32) -> ::offthread::Offload<QueryResult<User>> {
+///     ::offthread::__private::spawn_local::<SqliteConnection, _, _>(
+///         ::offthread::__private::pool_ref(&*(DB)),
+///         move |conn: &mut SqliteConnection| -> QueryResult<User> {
+///             users::table.find(id).first(conn)
+///         },
+///     )
+/// }
+/// ```
+///
+/// - `#[local] conn: &T` gives the body a shared borrow of the same value (`&*` of it).
+/// - It goes anywhere in the parameter list, next to `&self` or `self`, and works with every
+///   option. With `sync = name`, the blocking twin keeps the parameter as an ordinary one
+///   (`find_user_blocking(&mut my_conn, 7)`): sync callers pass their own value.
+/// - At most one `#[local]` parameter per function: to give a body two resources, put them in
+///   one struct and register that.
+/// - A pool without a `worker_local` of type `T` fails the call at run time: `.checked()`
+///   gives an `Error` whose message names `T` and the pool, and a plain `.await` panics with
+///   that message. If `init` panics, only that call fails; the next call on that worker tries
+///   again. A body that panics drops the value it held (it may be mid-transaction).
+/// - Compile errors: `#[local]` on a parameter that is not a reference (`#[local] conn: Conn`;
+///   take `&mut Conn` or `&Conn`), with arguments (`#[local(x)]`), on `self`, twice, or on
+///   `&mut impl Trait` (the type picks the pool's value, so it must be named).
 ///
 /// # Hygiene
 ///

@@ -348,7 +348,12 @@ mod tests {
             ),
         );
         assert!(found.is_empty(), "{found:#?}");
-        let found = errors(quote!(), quote!(fn f(#[local] _: &Conn) {}));
+        let found = errors(
+            quote!(),
+            quote!(
+                fn f(#[local] _: &Conn) {}
+            ),
+        );
         assert!(found.is_empty(), "{found:#?}");
     }
 
@@ -360,7 +365,9 @@ mod tests {
                 fn f(
                     #[local] &mut self,
                     #[local(x)] a: &mut A,
-                    #[local] #[local] b: &B,
+                    #[local]
+                    #[local]
+                    b: &B,
                     #[local] c: C,
                     #[local] d: &mut impl Conn,
                 ) {
@@ -382,7 +389,10 @@ mod tests {
             );
         }
         // `&mut self` is reported once, as a misplaced `#[local]`, not also as `&mut self`.
-        assert!(!found.iter().any(|m| m.starts_with("`&mut self`")), "{found:#?}");
+        assert!(
+            !found.iter().any(|m| m.starts_with("`&mut self`")),
+            "{found:#?}"
+        );
     }
 
     #[test]
