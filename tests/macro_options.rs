@@ -148,6 +148,19 @@ fn timeout_works_with_a_result_alias_whose_error_converts() {
     assert!(err.is_panic());
 }
 
+#[offload(timeout = "20ms")]
+fn slow_io(ms: u64) -> std::io::Result<u64> {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(ms)
+}
+
+#[test]
+fn timeout_works_on_io_result_and_gives_timed_out() {
+    assert_eq!(futures::executor::block_on(slow_io(0)).unwrap(), 0);
+    let err = futures::executor::block_on(slow_io(500)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
 // ---- pool ----
 
 static DB: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("macro-db").build());
