@@ -76,6 +76,37 @@
 //! | `sync = name` | also keep the original blocking function, under `name` |
 //! | `crate = path` | where to find `offthread` if it was renamed in `Cargo.toml` |
 //!
+//! # Per-worker resources: `#[local]`
+//!
+//! A connection should be neither opened nor checked out per call. Register it with
+//! [`Builder::worker_local`] and mark the parameter `#[local]`: each worker thread makes its
+//! own on first use and keeps it; the parameter disappears from the function's signature.
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use offthread::{offload, Pool};
+//!
+//! struct Conn { calls: u32 }   // stands for a real connection, e.g. Diesel's
+//!
+//! static DATA: LazyLock<Pool> = LazyLock::new(|| {
+//!     Pool::builder().name("data").max_threads(1).worker_local(|| Conn { calls: 0 }).build()
+//! });
+//!
+//! #[offload(pool = DATA)]
+//! fn calls_so_far(#[local] conn: &mut Conn) -> u32 {
+//!     conn.calls += 1;
+//!     conn.calls
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! assert_eq!(calls_so_far().await, 1);
+//! assert_eq!(calls_so_far().await, 2);   // the same worker, the same connection
+//! # });
+//! ```
+//!
+//! A pool without a `worker_local` of that type fails the call with an error naming the type
+//! and the pool.
+//!
 //! # Cancellation, panics and errors
 //!
 //! Drop an [`Offload`] before its body starts and the body never runs. Drop it while the
@@ -121,6 +152,11 @@ pub use offthread_runtime::{
     Offload, Pool, ShutdownReport, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS, MAX_THREADS_ENV,
     MAX_THREADS_RANGE,
 };
+
+// The README's examples are compiled and run as doctests, so it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
