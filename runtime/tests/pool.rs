@@ -544,3 +544,78 @@ fn blocked_workers_make_the_pool_grow_past_the_cpu_count() {
     gate.open();
     handle.join().unwrap();
 }
+
+#[test]
+fn stress_drops_panics_and_completions_keep_the_books_balanced() {
+    // Bounded: 4 000 calls, each body at most ~50 µs; some futures are dropped unpolled,
+    // some after one poll (queued or running), some bodies panic.
+    let pool = Pool::builder()
+        .name("books")
+        .max_threads(4)
+        .queue_capacity(64)
+        .build();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..4_000u64)
+            .map(|i| {
+                let pool = pool.clone();
+                let ran = Arc::clone(&ran);
+                tokio::spawn(async move {
+                    let call = pool.spawn(move || {
+                        ran.fetch_add(1, SeqCst);
+                        if i % 13 == 0 {
+                            panic!("planned");
+                        }
+                        if i % 7 == 0 {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        i
+                    });
+                    match i % 5 {
+                        0 => drop(call),
+                        1 => {
+                            let mut call = call;
+                            futures::future::poll_fn(|cx| {
+                                let _ = Pin::new(&mut call).poll(cx);
+                                Poll::Ready(())
+                            })
+                            .await;
+                            tokio::task::yield_now().await;
+                            drop(call);
+                        }
+                        _ => {
+                            let r = call.checked().await;
+                            match r {
+                                Ok(v) => assert_eq!(v, i),
+                                Err(e) => assert!(e.is_panic() && i % 13 == 0),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    eventually("every submitted job accounted for", || {
+        let m = pool.metrics();
+        m.queued == 0 && m.running == 0 && m.submitted == m.completed + m.panicked + m.cancelled
+    });
+    let m = pool.metrics();
+    assert_eq!(
+        m.submitted, 3_200,
+        "dropped-unpolled calls are never submitted"
+    );
+    assert_eq!(
+        ran.load(SeqCst) as u64,
+        m.completed + m.panicked,
+        "a body runs iff it is counted as completed or panicked: {m:?}"
+    );
+    assert!(m.threads <= 4);
+}
