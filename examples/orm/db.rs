@@ -13,7 +13,7 @@ use diesel::connection::SimpleConnection;
 use diesel::dsl::{count, sum};
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
-use offthread::Pool;
+use offthread::{offload, Pool};
 
 diesel::table! {
     users (id) {
@@ -165,7 +165,8 @@ pub static DATA: LazyLock<Pool> = LazyLock::new(|| {
 // The data layer: plain Diesel, offloaded
 
 /// A user by primary key.
-pub fn find_user_blocking(conn: &mut SqliteConnection, id: i64) -> QueryResult<Option<User>> {
+#[offload(pool = DATA, sync = find_user_blocking)]
+pub fn find_user(#[local] conn: &mut SqliteConnection, id: i64) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -173,15 +174,10 @@ pub fn find_user_blocking(conn: &mut SqliteConnection, id: i64) -> QueryResult<O
         .optional()
 }
 
-pub fn find_user(id: i64) -> offthread::Offload<QueryResult<Option<User>>> {
-    offthread::__private::spawn_local(&DATA, move |conn: &mut SqliteConnection| {
-        find_user_blocking(conn, id)
-    })
-}
-
 /// A user's `n` most recent orders, each with the user's name (a join).
-pub fn recent_orders_blocking(
-    conn: &mut SqliteConnection,
+#[offload(pool = DATA, sync = recent_orders_blocking)]
+pub fn recent_orders(
+    #[local] conn: &mut SqliteConnection,
     user_id: i64,
     n: i64,
 ) -> QueryResult<Vec<(Order, String)>> {
@@ -194,18 +190,10 @@ pub fn recent_orders_blocking(
         .load(conn)
 }
 
-pub fn recent_orders(
-    user_id: i64,
-    n: i64,
-) -> offthread::Offload<QueryResult<Vec<(Order, String)>>> {
-    offthread::__private::spawn_local(&DATA, move |conn: &mut SqliteConnection| {
-        recent_orders_blocking(conn, user_id, n)
-    })
-}
-
 /// The `n` customers who spent most on orders placed in `[from, to)` (an aggregate).
-pub fn top_customers_blocking(
-    conn: &mut SqliteConnection,
+#[offload(pool = DATA, sync = top_customers_blocking)]
+pub fn top_customers(
+    #[local] conn: &mut SqliteConnection,
     from: i64,
     to: i64,
     n: i64,
@@ -225,21 +213,12 @@ pub fn top_customers_blocking(
         .load(conn)
 }
 
-pub fn top_customers(
-    from: i64,
-    to: i64,
-    n: i64,
-) -> offthread::Offload<QueryResult<Vec<TopCustomer>>> {
-    offthread::__private::spawn_local(&DATA, move |conn: &mut SqliteConnection| {
-        top_customers_blocking(conn, from, to, n)
-    })
-}
-
 /// Places an order and updates the user's running totals, in one transaction. SQLite has
 /// one writer, so at most one of these runs at a time (`limit = 1`) and the others wait
 /// asynchronously instead of holding threads in SQLite's busy handler.
-pub fn place_order_blocking(
-    conn: &mut SqliteConnection,
+#[offload(pool = DATA, limit = 1, sync = place_order_blocking)]
+pub fn place_order(
+    #[local] conn: &mut SqliteConnection,
     user_id: i64,
     amount_cents: i32,
     placed_at: i64,
@@ -264,16 +243,6 @@ pub fn place_order_blocking(
             order_id,
             order_count,
         })
-    })
-}
-
-pub fn place_order(
-    user_id: i64,
-    amount_cents: i32,
-    placed_at: i64,
-) -> offthread::Offload<QueryResult<Placed>> {
-    offthread::__private::spawn_local(&DATA, move |conn: &mut SqliteConnection| {
-        place_order_blocking(conn, user_id, amount_cents, placed_at)
     })
 }
 
