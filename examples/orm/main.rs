@@ -371,9 +371,13 @@ fn main() -> ExitCode {
             r.connections,
         );
     }
+    println!(
+        "(latency: from a request's arrival to its answer; threads: tokio's workers and \
+         blocking threads, plus the data pool's; conns: SQLite connections opened)"
+    );
     let m = db::DATA.metrics();
     println!(
-        "\noffthread data pool: {} jobs submitted, {} completed, {} panicked; \
+        "offthread data pool: {} jobs submitted, {} completed, {} panicked; \
          mean queue wait {:.3} ms, mean run {:.3} ms",
         m.submitted,
         m.completed,
