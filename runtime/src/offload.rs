@@ -147,14 +147,15 @@ impl<T> Offload<T> {
                     } else if let Some(slots) = &shared.queue_limit {
                         self.state = State::Slot(Arc::clone(slots).acquire());
                     } else {
-                        shared.submit(self.job.clone());
+                        shared.submit(self.job.clone(), self.limit.is_some());
                         self.state = State::Submitted;
                     }
                 }
                 State::Slot(acquire) => match Pin::new(acquire).poll(cx) {
                     Poll::Ready(permit) => {
                         self.job.hold_slot(permit);
-                        self.pool.shared().submit(self.job.clone());
+                        let urgent = self.limit.is_some();
+                        self.pool.shared().submit(self.job.clone(), urgent);
                         self.state = State::Submitted;
                     }
                     Poll::Pending => return self.wait(cx),

@@ -4,7 +4,11 @@
 //!
 //! Jobs wait in a few mutex-guarded deques (shards). A submitting thread always uses the
 //! same shard, chosen once per thread, so executor threads do not contend on one lock;
-//! a worker pops from its home shard first and then from the others. `len` counts entries
+//! a worker pops from its home shard first and then from the others. Jobs that already
+//! hold a `limit = N` permit go to a separate urgent queue that workers take first: they
+//! have waited their turn at the permit, and a permit should not be held while its job
+//! queues behind unrelated work (with `limit = 1` that would cap the function at one call
+//! per queue wait). `len` counts entries
 //! in all shards and is what every "is there work?" check reads.
 //!
 //! # Who wakes whom
@@ -148,7 +152,12 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// The queue, split in shards; a power-of-two count.
     shards: Box<[Padded<Shard>]>,
-    /// Entries in all shards (including abandoned jobs not yet popped).
+    /// Jobs that already hold a `limit` permit: taken before the shards, so a permit is
+    /// not held while its job waits behind unrelated work.
+    urgent: Padded<Shard>,
+    /// Entries in `urgent`.
+    urgent_len: AtomicUsize,
+    /// Entries in all shards and `urgent` (including abandoned jobs not yet popped).
     len: Padded<AtomicUsize>,
     /// Workers spinning for work now.
     spinning: Padded<AtomicUsize>,
@@ -275,6 +284,8 @@ impl Pool {
             max_spinners: (cpus / 2).max(1),
             epoch: Instant::now(),
             shards: (0..shards).map(|_| Padded::default()).collect(),
+            urgent: Padded::default(),
+            urgent_len: AtomicUsize::new(0),
             len: Padded::default(),
             spinning: Padded::default(),
             sleeping: AtomicUsize::new(0),
@@ -403,8 +414,14 @@ impl Pool {
             pause = (pause * 2).min(Duration::from_millis(2));
         }
         let mut failed = 0;
-        for shard in s.shards.iter() {
+        for (i, shard) in std::iter::once(&s.urgent)
+            .chain(s.shards.iter())
+            .enumerate()
+        {
             let drained: Vec<_> = lock(shard).drain(..).collect();
+            if i == 0 {
+                s.urgent_len.fetch_sub(drained.len(), SeqCst);
+            }
             s.len.fetch_sub(drained.len(), SeqCst);
             for job in drained {
                 if job.fail(Error::shutdown(Arc::clone(&s.name))) {
@@ -503,8 +520,9 @@ impl Shared {
         self.counters.cancelled.fetch_add(1, Relaxed);
     }
 
-    /// Queues `job`. On a closed pool, fails it with a shutdown error instead.
-    pub(crate) fn submit(self: &Arc<Self>, job: Arc<dyn Run>) {
+    /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit).
+    /// On a closed pool, fails it with a shutdown error instead.
+    pub(crate) fn submit(self: &Arc<Self>, job: Arc<dyn Run>, urgent: bool) {
         if self.is_closed() {
             if job.fail(Error::shutdown(Arc::clone(&self.name))) {
                 self.count_cancelled(false);
@@ -513,8 +531,12 @@ impl Shared {
         }
         job.set_queued_at(self.now());
         self.counters.queued.fetch_add(1, SeqCst);
-        let shard = self.my_shard();
-        lock(&self.shards[shard]).push_back(Arc::clone(&job));
+        if urgent {
+            lock(&self.urgent).push_back(Arc::clone(&job));
+            self.urgent_len.fetch_add(1, SeqCst);
+        } else {
+            lock(&self.shards[self.my_shard()]).push_back(Arc::clone(&job));
+        }
         self.len.fetch_add(1, SeqCst);
         if self.is_closed() {
             // Shutdown may have drained the queue before our push: make sure the job ends.
@@ -631,6 +653,14 @@ impl Shared {
     fn pop(&self, home: usize) -> Option<Arc<dyn Run>> {
         if self.len.load(SeqCst) == 0 {
             return None;
+        }
+        if self.urgent_len.load(SeqCst) > 0 {
+            let job = lock(&self.urgent).pop_front();
+            if let Some(job) = job {
+                self.urgent_len.fetch_sub(1, SeqCst);
+                self.len.fetch_sub(1, SeqCst);
+                return Some(job);
+            }
         }
         let n = self.shards.len();
         for i in 0..n {

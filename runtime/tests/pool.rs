@@ -619,3 +619,45 @@ fn stress_drops_panics_and_completions_keep_the_books_balanced() {
     );
     assert!(m.threads <= 4);
 }
+
+#[test]
+fn a_job_holding_a_limit_permit_runs_before_queued_plain_jobs() {
+    use offthread_runtime::__private::{with_limit, Limit};
+    static ONE: Limit = Limit::new(1);
+    let pool = Pool::builder().max_threads(1).build();
+    let gate = Gate::default();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (_, waker) = counting_waker();
+    let mut blocker = {
+        let gate = gate.clone();
+        pool.spawn(move || gate.wait())
+    };
+    assert!(poll_once(&mut blocker, &waker).is_pending());
+    eventually("blocker running", || pool.metrics().running == 1);
+    let mut plain: Vec<_> = (0..3)
+        .map(|i| {
+            let order = Arc::clone(&order);
+            pool.spawn(move || order.lock().unwrap().push(format!("plain {i}")))
+        })
+        .collect();
+    for call in &mut plain {
+        assert!(poll_once(call, &waker).is_pending());
+    }
+    let mut limited = {
+        let order = Arc::clone(&order);
+        with_limit(
+            pool.spawn(move || order.lock().unwrap().push("limited".to_owned())),
+            &ONE,
+        )
+    };
+    assert!(poll_once(&mut limited, &waker).is_pending());
+    gate.open();
+    block_on(async {
+        blocker.await;
+        limited.await;
+        for call in plain {
+            call.await;
+        }
+    });
+    assert_eq!(order.lock().unwrap()[0], "limited");
+}
