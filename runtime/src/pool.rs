@@ -17,27 +17,33 @@
 //! `max_spinners` at a time, so spinning never takes every core), then *parks* on the
 //! pool's condvar. A submitter pushes its job and then, in order:
 //! 1. if a worker is spinning, does nothing: the spinner will see the job;
-//! 2. else if a worker is parked, notifies one (a counted notification, so spurious
-//!    wake-ups are told from real ones);
+//! 2. else if a worker is parked, takes the most recently parked one off the idle list and
+//!    unparks it (a hand-off to one thread that is really asleep, so no wake-up is lost to
+//!    a thread that was already waking, and rarely used threads are the ones that time out);
 //! 3. else if fewer than `core` threads (the number of CPUs, or `min_threads`) exist,
 //!    starts one;
 //! 4. else all workers are busy and the job waits for one of them; the *monitor* (below)
 //!    decides whether the pool needs more threads.
 //!
 //! Each step reads counters that the worker writes before its last look at the queue
-//! (`SeqCst` on both sides), so a job is never left with every worker asleep. A spinner
-//! that finds work while others are still queued wakes one more worker, so a burst fans out.
+//! (`SeqCst` on both sides), so a job is never left with every worker asleep. A worker
+//! (spinning or woken) that takes a job while others are still queued wakes one more, so a
+//! burst fans out to every idle worker instead of waiting for the one that was awake; the
+//! monitor also wakes parked workers if it ever sees queued work beside them.
 //!
 //! # Growth
 //!
 //! Starting a thread per job when none is idle (what `spawn_blocking` does) starts hundreds
 //! of threads for jobs that take microseconds. Here threads beyond `core` are started only by
 //! the monitor, a thread that wakes every [`TICK`] while jobs are queued. It grows the pool
-//! only when queued work waits behind *blocked* workers: some worker has been inside one
-//! body for longer than a tick. It then estimates how long a job takes (the average of the
-//! last few ticks, or the longest running body if none finished yet) and asks for enough
-//! threads to clear the backlog within [`DRAIN_HORIZON`], at most doubling per tick. So a
-//! thousand one-millisecond sleeps get about fifty threads within a millisecond or two,
+//! only when queued work waits behind *blocked* workers: every thread is inside a body, and
+//! some has been for longer than a tick. It then estimates how long a job takes (the average
+//! of the last few ticks, or the longest running body if none finished yet) and asks for
+//! enough threads to clear the backlog within [`DRAIN_HORIZON`], at most doubling per tick.
+//! Growth must pay off: after growing, the monitor waits until the new threads have finished
+//! a job or two, and grows again only if the completion rate rose in proportion (see
+//! `Growth`). So a thousand one-millisecond sleeps get a few dozen to a hundred-odd threads
+//! within a few milliseconds (on two cores; `spawn_blocking` starts about five hundred),
 //! while microsecond jobs never trigger growth however many callers wait: by the estimate,
 //! the threads there are clear thousands of them well within the horizon.
 //!
@@ -51,7 +57,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -67,7 +73,7 @@ use crate::sync::lock_std as lock;
 pub const TICK: Duration = Duration::from_micros(200);
 /// The monitor grows the pool only if the backlog would take longer than this to drain at
 /// the completion rate of the last tick.
-pub const DRAIN_HORIZON: Duration = Duration::from_millis(20);
+pub const DRAIN_HORIZON: Duration = Duration::from_millis(24);
 /// How long an out-of-work worker spins before parking.
 const SPIN_FOR: Duration = Duration::from_micros(50);
 /// The completion rate is measured over this many ticks, and growth waits until half of
@@ -125,6 +131,90 @@ impl Drop for Handle {
 /// One part of the queue.
 type Shard = Mutex<VecDeque<Arc<dyn Run>>>;
 
+/// The monitor's memory between ticks: the recent completion rate, and whether the last
+/// growth paid off.
+///
+/// Growth must pay: on a machine with few cores each thread costs context switches, and
+/// past some count more threads make every job slower, which makes the backlog look longer
+/// and would ask for still more threads. So after growing, the monitor waits until the new
+/// threads have had time to finish jobs, then grows again only if the completion rate rose
+/// in proportion; if it did not, growth stops until the backlog clears.
+#[derive(Default)]
+struct Growth {
+    /// (when, bodies finished, nanoseconds run) at each of the last few ticks.
+    window: VecDeque<(Instant, u64, u64)>,
+    /// The last growth: when, the threads before it and after it, the rate before it.
+    last: Option<(Instant, usize, usize, f64)>,
+    /// Growth did not pay: no more until the backlog clears.
+    frozen: bool,
+}
+
+impl Growth {
+    fn sample(&mut self, (done, ran): (u64, u64)) {
+        self.window.push_back((Instant::now(), done, ran));
+        if self.window.len() > RATE_WINDOW {
+            self.window.pop_front();
+        }
+    }
+
+    fn backlog_cleared(&mut self) {
+        self.last = None;
+        self.frozen = false;
+    }
+
+    /// Calls `grow(done, ran_ns)` over the window if growing may help now; returns what it
+    /// returns, remembering a growth.
+    fn decide(&mut self, grow: impl FnOnce(u64, u64) -> Vec<Reserved>) -> Vec<Reserved> {
+        let (Some(&(t0, d0, r0)), Some(&(t1, d1, r1))) = (self.window.front(), self.window.back())
+        else {
+            return Vec::new();
+        };
+        if self.frozen || self.window.len() < RATE_WINDOW / 2 {
+            return Vec::new();
+        }
+        let (done, ran) = (d1 - d0, r1 - r0);
+        let rate = done as f64 / (t1 - t0).as_secs_f64().max(1e-9);
+        if let Some((at, before, after, rate_before)) = self.last {
+            // Let the new threads finish a job or two before judging them.
+            let per_job = Duration::from_nanos(ran.checked_div(done).unwrap_or(0));
+            if t1 - at < (TICK * RATE_WINDOW as u32).max(per_job * 2) {
+                return Vec::new();
+            }
+            let expected = rate_before * (1.0 + 0.5 * (after - before) as f64 / before as f64);
+            if rate < expected {
+                self.frozen = true;
+                return Vec::new();
+            }
+        }
+        let start = grow(done, ran);
+        if let Some(before) = start.first().map(|r| r.threads_before) {
+            self.last = Some((t1, before, before + start.len(), rate));
+        }
+        start
+    }
+}
+
+/// How a parked worker is woken: the waker sets `woken`, then unparks `thread`.
+struct Parker {
+    thread: std::thread::Thread,
+    woken: AtomicBool,
+}
+
+impl Parker {
+    fn wake(&self) {
+        self.woken.store(true, SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// A worker counted in under the state lock, whose thread is not started yet.
+struct Reserved {
+    id: usize,
+    slot: Arc<WorkerSlot>,
+    /// Threads counted before this one.
+    threads_before: usize,
+}
+
 /// A per-worker record the monitor reads to tell blocked workers from busy ones.
 #[derive(Default)]
 struct WorkerSlot {
@@ -156,12 +246,14 @@ pub(crate) struct Shared {
     /// not held while its job waits behind unrelated work.
     urgent: Padded<Shard>,
     /// Entries in `urgent`.
-    urgent_len: AtomicUsize,
+    urgent_len: AtomicIsize,
     /// Entries in all shards and `urgent` (including abandoned jobs not yet popped).
-    len: Padded<AtomicUsize>,
+    /// Counted after the push and after the pop, so it never exceeds the true number of
+    /// entries but may dip below zero for an instant: read it with `queue_len()`.
+    len: Padded<AtomicIsize>,
     /// Workers spinning for work now.
     spinning: Padded<AtomicUsize>,
-    /// Workers parked now (mirror of `State::sleepers`, readable without the lock).
+    /// Workers parked now (mirror of `State::idle.len()`, readable without the lock).
     sleeping: AtomicUsize,
     /// Worker threads alive (mirror of `State::threads`).
     threads: AtomicUsize,
@@ -176,8 +268,6 @@ pub(crate) struct Shared {
     counters: Counters,
     /// Thread bookkeeping, under one lock taken only off the fast path.
     state: Mutex<State>,
-    /// Parked workers wait here.
-    wake: Condvar,
     /// The parked monitor waits here.
     monitor_wake: Condvar,
 }
@@ -196,9 +286,9 @@ struct Counters {
 
 struct State {
     threads: usize,
-    sleepers: usize,
-    /// Notifications sent to parked workers and not yet consumed.
-    notified: usize,
+    /// Parked workers, most recently parked last. A waker pops one and unparks it, so each
+    /// wake-up goes to exactly one worker that is really asleep.
+    idle: Vec<Arc<Parker>>,
     next_id: usize,
     closed: bool,
     slots: Vec<Arc<WorkerSlot>>,
@@ -285,7 +375,7 @@ impl Pool {
             epoch: Instant::now(),
             shards: (0..shards).map(|_| Padded::default()).collect(),
             urgent: Padded::default(),
-            urgent_len: AtomicUsize::new(0),
+            urgent_len: AtomicIsize::new(0),
             len: Padded::default(),
             spinning: Padded::default(),
             sleeping: AtomicUsize::new(0),
@@ -297,15 +387,13 @@ impl Pool {
             counters: Counters::default(),
             state: Mutex::new(State {
                 threads: 0,
-                sleepers: 0,
-                notified: 0,
+                idle: Vec::new(),
                 next_id: 0,
                 closed: false,
                 slots: Vec::new(),
                 monitor_started: false,
                 monitor_wanted: false,
             }),
-            wake: Condvar::new(),
             monitor_wake: Condvar::new(),
         };
         Pool {
@@ -420,9 +508,9 @@ impl Pool {
         {
             let drained: Vec<_> = lock(shard).drain(..).collect();
             if i == 0 {
-                s.urgent_len.fetch_sub(drained.len(), SeqCst);
+                s.urgent_len.fetch_sub(count(drained.len()), SeqCst);
             }
-            s.len.fetch_sub(drained.len(), SeqCst);
+            s.len.fetch_sub(count(drained.len()), SeqCst);
             for job in drained {
                 if job.fail(Error::shutdown(Arc::clone(&s.name))) {
                     s.counters.queued.fetch_sub(1, SeqCst);
@@ -531,6 +619,7 @@ impl Shared {
         }
         job.set_queued_at(self.now());
         self.counters.queued.fetch_add(1, SeqCst);
+        // Pushed, then counted: a worker that sees the count can find the job.
         if urgent {
             lock(&self.urgent).push_back(Arc::clone(&job));
             self.urgent_len.fetch_add(1, SeqCst);
@@ -578,11 +667,14 @@ impl Shared {
         if st.closed {
             return;
         }
-        if st.sleepers > st.notified {
-            st.notified += 1;
-            self.wake.notify_one();
+        if let Some(parker) = st.idle.pop() {
+            self.sleeping.store(st.idle.len(), SeqCst);
+            drop(st);
+            parker.wake();
         } else if st.threads < self.core {
-            self.start_worker(&mut st);
+            let reserved = self.reserve_worker(&mut st);
+            drop(st);
+            self.launch(reserved);
         } else if st.threads < self.max_threads && !self.monitor_awake.load(SeqCst) {
             if st.monitor_started {
                 st.monitor_wanted = true;
@@ -603,27 +695,42 @@ impl Shared {
         }
     }
 
-    fn start_worker(self: &Arc<Self>, st: &mut State) {
+    /// Counts a new worker in, under the state lock; [`launch`](Shared::launch) starts its
+    /// thread after the lock is released (starting threads takes long enough that holding
+    /// the lock meanwhile would stall every submitter, and so their executors).
+    fn reserve_worker(&self, st: &mut State) -> Reserved {
         let id = st.next_id;
+        let threads_before = st.threads;
+        st.next_id += 1;
         let slot = Arc::new(WorkerSlot::default());
+        st.slots.push(Arc::clone(&slot));
+        st.threads += 1;
+        self.threads.fetch_add(1, SeqCst);
+        Reserved {
+            id,
+            slot,
+            threads_before,
+        }
+    }
+
+    /// Starts the thread of a reserved worker. Call without holding the state lock.
+    fn launch(self: &Arc<Self>, reserved: Reserved) {
+        let Reserved { id, slot, .. } = reserved;
         let mut builder = std::thread::Builder::new().name(format!("{}-{id}", self.name));
         if let Some(size) = self.stack_size {
             builder = builder.stack_size(size);
         }
         let shared = Arc::clone(self);
         let worker_slot = Arc::clone(&slot);
-        st.threads += 1;
-        self.threads.fetch_add(1, SeqCst);
-        match builder.spawn(move || shared.worker_main(worker_slot, id)) {
-            Ok(_) => {
-                st.next_id += 1;
-                st.slots.push(slot);
-            }
-            Err(_) => {
-                // Out of threads: the job waits for a running worker, or for a later try.
-                st.threads -= 1;
-                self.threads.fetch_sub(1, SeqCst);
-            }
+        if builder
+            .spawn(move || shared.worker_main(worker_slot, id))
+            .is_err()
+        {
+            // Out of threads: the job waits for a running worker, or for a later try.
+            let mut st = lock(&self.state);
+            st.threads -= 1;
+            self.threads.fetch_sub(1, SeqCst);
+            st.slots.retain(|s| !Arc::ptr_eq(s, &slot));
         }
     }
 
@@ -631,27 +738,49 @@ impl Shared {
         WORKER_OF.set(self.id());
         crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.locals));
         run_hook(self.on_thread_start.as_ref());
+        // Looks at a non-empty queue that found nothing to take (another worker was taking
+        // the last job): after a couple, the worker backs off instead of burning the CPU
+        // that the worker it waits for needs.
+        let mut misses: u32 = 0;
+        let parker = Arc::new(Parker {
+            thread: std::thread::current(),
+            woken: AtomicBool::new(false),
+        });
         loop {
             // BUSY: run jobs while there are any.
             while let Some(job) = self.pop(id) {
+                misses = 0;
+                // Fan out: submitters skip waking anyone while a worker spins, so a burst
+                // can find one worker awake; each worker that takes a job and sees more
+                // waiting than spinners can take wakes one more.
+                if self.sleeping.load(SeqCst) > 0 && self.queue_len() > self.spinning.load(SeqCst) {
+                    self.wake_or_grow();
+                }
                 self.run_job(&job, Some(&slot), true);
             }
             // SPIN: new work often arrives within microseconds.
-            if self.spin() {
+            if misses < 2 && self.spin() {
+                misses += 1;
                 continue;
             }
             // IDLE: park until notified, closed, or idle past keep-alive.
-            if !self.park(&slot) {
+            if !self.park(&slot, &parker, misses) {
                 break;
             }
+            misses = misses.saturating_add(1);
         }
         let _ = catch_unwind(crate::local::leave_worker);
         run_hook(self.on_thread_stop.as_ref());
         WORKER_OF.set(0);
     }
 
+    /// Entries in the queue, as far as the counter knows.
+    fn queue_len(&self) -> usize {
+        usize::try_from(self.len.load(SeqCst)).unwrap_or(0)
+    }
+
     fn pop(&self, home: usize) -> Option<Arc<dyn Run>> {
-        if self.len.load(SeqCst) == 0 {
+        if self.queue_len() == 0 {
             return None;
         }
         if self.urgent_len.load(SeqCst) > 0 {
@@ -711,68 +840,92 @@ impl Shared {
             std::hint::spin_loop();
         };
         let was_last = self.spinning.fetch_sub(1, SeqCst) == 1;
-        if found && was_last && self.len.load(SeqCst) > 1 {
+        if found && was_last && self.queue_len() > 1 {
             // We take one job; make sure the rest do not wait for us.
             self.wake_or_grow();
         }
         found
     }
 
-    /// Parks until there is work (true) or this worker should exit (false).
-    fn park(&self, slot: &Arc<WorkerSlot>) -> bool {
-        let mut st = lock(&self.state);
-        st.sleepers += 1;
-        self.sleeping.fetch_add(1, SeqCst);
-        let mut deadline = Instant::now() + self.keep_alive;
-        let keep = loop {
-            if self.len.load(SeqCst) > 0 {
-                st.notified = st.notified.saturating_sub(1);
-                break true;
+    /// Parks until there is work (true) or this worker should exit (false). After `misses`
+    /// fruitless looks at a non-empty queue it naps briefly even though the queue looks
+    /// non-empty, instead of spinning on it (a wake-up still ends the nap at once).
+    fn park(&self, slot: &Arc<WorkerSlot>, parker: &Arc<Parker>, misses: u32) -> bool {
+        let nap = misses >= 2;
+        {
+            let mut st = lock(&self.state);
+            if st.closed && self.queue_len() == 0 {
+                self.retire(&mut st, slot);
+                return false;
             }
-            if st.closed {
-                break false;
+            parker.woken.store(false, SeqCst);
+            st.idle.push(Arc::clone(parker));
+            self.sleeping.store(st.idle.len(), SeqCst);
+            // After announcing ourselves (`sleeping`), look once more: a submitter that
+            // read `sleeping` before we wrote it did not wake anyone (see module docs).
+            if self.queue_len() > 0 && !nap {
+                self.unidle(&mut st, parker);
+                return true;
             }
-            if st.notified > 0 {
-                st.notified -= 1;
-                break true;
+        }
+        let timeout = if nap {
+            Duration::from_micros(10 << misses.min(6))
+        } else {
+            self.keep_alive
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if parker.woken.load(SeqCst) {
+                return true;
             }
             let now = Instant::now();
             if now >= deadline {
-                if st.threads > self.min_threads {
-                    break false;
-                }
-                deadline = now + self.keep_alive;
+                break;
             }
-            st = self
-                .wake
-                .wait_timeout(st, deadline.saturating_duration_since(now))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        };
-        st.sleepers -= 1;
-        self.sleeping.fetch_sub(1, SeqCst);
-        if !keep {
-            st.threads -= 1;
-            self.threads.fetch_sub(1, SeqCst);
-            st.slots.retain(|s| !Arc::ptr_eq(s, slot));
+            std::thread::park_timeout(deadline - now);
         }
-        keep
+        let mut st = lock(&self.state);
+        if parker.woken.load(SeqCst) {
+            return true; // a waker took us off the list just now
+        }
+        self.unidle(&mut st, parker);
+        if nap || self.queue_len() > 0 || (!st.closed && st.threads <= self.min_threads) {
+            return true;
+        }
+        self.retire(&mut st, slot);
+        false
+    }
+
+    /// Takes a parker that was not woken off the idle list.
+    fn unidle(&self, st: &mut State, parker: &Arc<Parker>) {
+        st.idle.retain(|p| !Arc::ptr_eq(p, parker));
+        self.sleeping.store(st.idle.len(), SeqCst);
+    }
+
+    /// Counts an exiting worker out.
+    fn retire(&self, st: &mut State, slot: &Arc<WorkerSlot>) {
+        st.threads -= 1;
+        self.threads.fetch_sub(1, SeqCst);
+        st.slots.retain(|s| !Arc::ptr_eq(s, slot));
     }
 
     fn close(&self) {
         let mut st = lock(&self.state);
         st.closed = true;
         self.closed.store(true, SeqCst);
+        let idle = std::mem::take(&mut st.idle);
+        self.sleeping.store(0, SeqCst);
         drop(st);
-        self.wake.notify_all();
+        for parker in idle {
+            parker.wake();
+        }
         self.monitor_wake.notify_all();
     }
 
     /// The monitor: grows the pool while queued work waits behind blocked workers.
     fn monitor_main(self: Arc<Self>) {
-        // Completion counts of the last few ticks: the rate the backlog drains at.
-        let mut window: VecDeque<(u64, u64)> = VecDeque::with_capacity(RATE_WINDOW + 1);
-        window.push_back(self.done());
+        let mut growth = Growth::default();
+        growth.sample(self.done());
         let mut idle_ticks = 0;
         let mut st = lock(&self.state);
         loop {
@@ -784,28 +937,40 @@ impl Shared {
                 .wait_timeout(st, TICK)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
-            window.push_back(self.done());
-            if window.len() > RATE_WINDOW {
-                window.pop_front();
-            }
-            let len = self.len.load(SeqCst);
+            growth.sample(self.done());
+            let len = self.queue_len();
             if len > 0 {
                 idle_ticks = 0;
-                if let (Some(first), Some(last)) = (window.front(), window.back()) {
-                    if window.len() >= RATE_WINDOW / 2 {
-                        let (done, ran) = (last.0 - first.0, last.1 - first.1);
-                        self.maybe_grow(&mut st, len, done, ran);
+                // A safety net: queued work and parked workers nobody has woken.
+                let uncovered = len.saturating_sub(self.spinning.load(SeqCst));
+                if !st.idle.is_empty() && uncovered > 0 {
+                    let n = st.idle.len().min(uncovered);
+                    let at = st.idle.len() - n;
+                    let woken: Vec<_> = st.idle.drain(at..).collect();
+                    self.sleeping.store(st.idle.len(), SeqCst);
+                    for parker in woken {
+                        parker.wake();
                     }
+                    continue;
+                }
+                let start = growth.decide(|done, ran| self.maybe_grow(&mut st, len, done, ran));
+                if !start.is_empty() {
+                    drop(st);
+                    for reserved in start {
+                        self.launch(reserved);
+                    }
+                    st = lock(&self.state);
                 }
                 continue;
             }
+            growth.backlog_cleared();
             idle_ticks += 1;
             if idle_ticks < MONITOR_IDLE_TICKS {
                 continue;
             }
             // Nothing queued for a while: park until a submitter finds every worker busy.
             self.monitor_awake.store(false, SeqCst);
-            while !st.monitor_wanted && !st.closed && self.len.load(SeqCst) == 0 {
+            while !st.monitor_wanted && !st.closed && self.queue_len() == 0 {
                 st = self
                     .monitor_wake
                     .wait(st)
@@ -814,8 +979,8 @@ impl Shared {
             st.monitor_wanted = false;
             self.monitor_awake.store(true, SeqCst);
             idle_ticks = 0;
-            window.clear();
-            window.push_back(self.done());
+            growth = Growth::default();
+            growth.sample(self.done());
         }
         st.monitor_started = false;
         self.monitor_awake.store(false, SeqCst);
@@ -832,13 +997,16 @@ impl Shared {
 
     /// The growth rule (module docs): more threads only for work queued behind blocked ones.
     /// In the last few ticks `done` bodies finished after running `ran_ns` in all.
-    fn maybe_grow(self: &Arc<Self>, st: &mut State, len: usize, done: u64, ran_ns: u64) {
+    /// Returns the workers to start, reserved under the lock.
+    fn maybe_grow(&self, st: &mut State, len: usize, done: u64, ran_ns: u64) -> Vec<Reserved> {
         if st.closed
             || st.threads >= self.max_threads
-            || st.sleepers > st.notified
+            || !st.idle.is_empty()
             || self.spinning.load(SeqCst) > 0
+            // Some thread is not inside a body: parked, or woken and on its way to a job.
+            || self.running.load(SeqCst) < st.threads
         {
-            return;
+            return Vec::new();
         }
         let now = self.now();
         let tick = u64::try_from(TICK.as_nanos()).unwrap_or(u64::MAX);
@@ -853,7 +1021,7 @@ impl Shared {
             }
         }
         if blocked == 0 {
-            return;
+            return Vec::new();
         }
         // How long one job takes: the recent average, or, before any finished, at least as
         // long as the longest running one has taken so far.
@@ -861,16 +1029,19 @@ impl Shared {
         // The threads that would clear the backlog within the horizon.
         let horizon = DRAIN_HORIZON.as_nanos() as f64;
         let wanted = ((len as f64) * (per_job_ns as f64) / horizon).ceil() as usize;
-        let wanted = wanted.min(self.max_threads);
+        let wanted = wanted.min(self.max_threads).min(st.threads + len);
         if wanted <= st.threads {
-            return;
+            return Vec::new();
         }
         // At most double per tick, so a burst of misjudged jobs costs few threads.
         let grow = (wanted - st.threads).min(st.threads.max(1));
-        for _ in 0..grow {
-            self.start_worker(st);
-        }
+        (0..grow).map(|_| self.reserve_worker(st)).collect()
     }
+}
+
+/// A queue count as the signed type of the counters.
+fn count(n: usize) -> isize {
+    isize::try_from(n).unwrap_or(isize::MAX)
 }
 
 fn run_hook(hook: Option<&Hook>) {
