@@ -61,13 +61,28 @@ fn runtime(multi: bool) -> tokio::runtime::Runtime {
     }
 }
 
-/// Threads of this process now (Linux), to report how many each contender started.
-/// offthread's own count comes from its metrics, since its default pool outlives a bench.
-fn threads(who: Contender) -> usize {
+/// Threads of this process now (Linux).
+fn process_threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// The threads a contender has started, as far as they can be told apart: offthread's from
+/// its metrics; for the others, the process's threads beyond `baseline` (taken before the
+/// contender's first call, with offthread's own threads subtracted since its default pool
+/// outlives a bench and may grow or shrink meanwhile).
+fn threads(who: Contender, baseline: usize) -> usize {
+    let ours = offthread::default_pool().metrics().threads;
     match who {
-        Contender::Offthread => offthread::default_pool().metrics().threads,
-        _ => std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count()),
+        Contender::Offthread => ours,
+        _ => process_threads()
+            .saturating_sub(ours)
+            .saturating_sub(baseline),
     }
+}
+
+/// The process's threads that are not offthread's, before a contender runs.
+fn baseline() -> usize {
+    process_threads().saturating_sub(offthread::default_pool().metrics().threads)
 }
 
 /// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`.
@@ -184,6 +199,8 @@ fn throughput(c: &mut Criterion) {
         for who in CONTENDERS {
             let rt = runtime(true);
             let peak = AtomicUsize::new(0);
+            let base = baseline();
+            let base = baseline();
             group.bench_with_input(BenchmarkId::new(who.name(), callers), &callers, |b, &n| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
@@ -204,7 +221,7 @@ fn throughput(c: &mut Criterion) {
                                 black_box(t.await.unwrap());
                             }
                         }
-                        peak.fetch_max(threads(who), Ordering::Relaxed);
+                        peak.fetch_max(threads(who, base), Ordering::Relaxed);
                         start.elapsed()
                     })
                 });
@@ -227,6 +244,7 @@ fn sleepers(c: &mut Criterion) {
     for who in CONTENDERS {
         let rt = runtime(true);
         let peak = AtomicUsize::new(0);
+        let base = baseline();
         group.bench_function(who.name(), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -241,7 +259,7 @@ fn sleepers(c: &mut Criterion) {
                             .collect();
                         let watch = async {
                             loop {
-                                peak.fetch_max(threads(who), Ordering::Relaxed);
+                                peak.fetch_max(threads(who, base), Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(2)).await;
                             }
                         };
