@@ -200,7 +200,6 @@ fn throughput(c: &mut Criterion) {
             let rt = runtime(true);
             let peak = AtomicUsize::new(0);
             let base = baseline();
-            let base = baseline();
             group.bench_with_input(BenchmarkId::new(who.name(), callers), &callers, |b, &n| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
