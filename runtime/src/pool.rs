@@ -37,13 +37,14 @@
 //! of threads for jobs that take microseconds. Here threads beyond `core` are started only by
 //! the monitor, a thread that wakes every [`TICK`] while jobs are queued. It grows the pool
 //! only when queued work waits behind *blocked* workers: every thread is inside a body, and
-//! some has been for longer than a tick. It then estimates how long a job takes (the average
-//! of the last few ticks, or the longest running body if none finished yet) and asks for
+//! some has been for longer than a tick. It then estimates how long a job takes (the best
+//! average of a few ticks since the backlog formed, or the longest running body if none
+//! finished yet) and asks for
 //! enough threads to clear the backlog within [`DRAIN_HORIZON`], at most doubling per tick.
 //! Growth must pay off: after growing, the monitor waits until the new threads have finished
 //! a job or two, and grows again only if the completion rate rose in proportion (see
-//! `Growth`). So a thousand one-millisecond sleeps get a few dozen to a hundred-odd threads
-//! within a few milliseconds (on two cores; `spawn_blocking` starts about five hundred),
+//! `Growth`). So a thousand one-millisecond sleeps get 70 to 90 threads within a few
+//! milliseconds (on two cores; `spawn_blocking` starts 512),
 //! while microsecond jobs never trigger growth however many callers wait: by the estimate,
 //! the threads there are clear thousands of them well within the horizon.
 //!
@@ -73,7 +74,7 @@ use crate::sync::lock_std as lock;
 pub const TICK: Duration = Duration::from_micros(200);
 /// The monitor grows the pool only if the backlog would take longer than this to drain at
 /// the completion rate of the last tick.
-pub const DRAIN_HORIZON: Duration = Duration::from_millis(24);
+pub const DRAIN_HORIZON: Duration = Duration::from_millis(20);
 /// How long an out-of-work worker spins before parking.
 const SPIN_FOR: Duration = Duration::from_micros(50);
 /// The completion rate is measured over this many ticks, and growth waits until half of
@@ -147,6 +148,10 @@ struct Growth {
     last: Option<(Instant, usize, usize, f64)>,
     /// Growth did not pay: no more until the backlog clears.
     frozen: bool,
+    /// The shortest average job time seen in a window since the backlog formed. Jobs slow
+    /// down when threads outnumber cores, which would make the backlog look longer and ask
+    /// for yet more threads; the best time seen is the honest estimate.
+    best_per_job: Option<u64>,
 }
 
 impl Growth {
@@ -160,11 +165,12 @@ impl Growth {
     fn backlog_cleared(&mut self) {
         self.last = None;
         self.frozen = false;
+        self.best_per_job = None;
     }
 
-    /// Calls `grow(done, ran_ns)` over the window if growing may help now; returns what it
-    /// returns, remembering a growth.
-    fn decide(&mut self, grow: impl FnOnce(u64, u64) -> Vec<Reserved>) -> Vec<Reserved> {
+    /// Calls `grow(per_job_ns)` if growing may help now; returns what it returns,
+    /// remembering a growth.
+    fn decide(&mut self, grow: impl FnOnce(Option<u64>) -> Vec<Reserved>) -> Vec<Reserved> {
         let (Some(&(t0, d0, r0)), Some(&(t1, d1, r1))) = (self.window.front(), self.window.back())
         else {
             return Vec::new();
@@ -174,6 +180,9 @@ impl Growth {
         }
         let (done, ran) = (d1 - d0, r1 - r0);
         let rate = done as f64 / (t1 - t0).as_secs_f64().max(1e-9);
+        if let Some(per_job) = ran.checked_div(done) {
+            self.best_per_job = Some(self.best_per_job.map_or(per_job, |b| b.min(per_job)));
+        }
         if let Some((at, before, after, rate_before)) = self.last {
             // Let the new threads finish a job or two before judging them.
             let per_job = Duration::from_nanos(ran.checked_div(done).unwrap_or(0));
@@ -186,7 +195,7 @@ impl Growth {
                 return Vec::new();
             }
         }
-        let start = grow(done, ran);
+        let start = grow(self.best_per_job);
         if let Some(before) = start.first().map(|r| r.threads_before) {
             self.last = Some((t1, before, before + start.len(), rate));
         }
@@ -953,7 +962,7 @@ impl Shared {
                     }
                     continue;
                 }
-                let start = growth.decide(|done, ran| self.maybe_grow(&mut st, len, done, ran));
+                let start = growth.decide(|per_job| self.maybe_grow(&mut st, len, per_job));
                 if !start.is_empty() {
                     drop(st);
                     for reserved in start {
@@ -996,9 +1005,9 @@ impl Shared {
     }
 
     /// The growth rule (module docs): more threads only for work queued behind blocked ones.
-    /// In the last few ticks `done` bodies finished after running `ran_ns` in all.
+    /// `per_job` is how long a body takes, if any finished lately (see [`Growth`]).
     /// Returns the workers to start, reserved under the lock.
-    fn maybe_grow(&self, st: &mut State, len: usize, done: u64, ran_ns: u64) -> Vec<Reserved> {
+    fn maybe_grow(&self, st: &mut State, len: usize, per_job: Option<u64>) -> Vec<Reserved> {
         if st.closed
             || st.threads >= self.max_threads
             || !st.idle.is_empty()
@@ -1025,7 +1034,7 @@ impl Shared {
         }
         // How long one job takes: the recent average, or, before any finished, at least as
         // long as the longest running one has taken so far.
-        let per_job_ns = ran_ns.checked_div(done).unwrap_or(longest);
+        let per_job_ns = per_job.unwrap_or(longest);
         // The threads that would clear the backlog within the horizon.
         let horizon = DRAIN_HORIZON.as_nanos() as f64;
         let wanted = ((len as f64) * (per_job_ns as f64) / horizon).ceil() as usize;
