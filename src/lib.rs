@@ -143,6 +143,10 @@
 //! of threads however many callers there are, while a thousand sleeping calls get dozens.
 //! The default pool's cap is [`DEFAULT_MAX_THREADS`], or `OFFTHREAD_MAX_THREADS`, or what
 //! [`configure_default`] set before its first use.
+//!
+//! # Features
+//!
+//! `tracing`: the span current at the call is entered while the body runs on its worker.
 
 #![forbid(unsafe_code)]
 
