@@ -282,25 +282,39 @@ pub(crate) struct Shared {
 }
 
 #[derive(Default)]
+/// The totals behind [`Metrics`]; each written by the party the comment names.
 struct Counters {
+    /// Jobs first polled (by their futures).
     submitted: Padded<AtomicU64>,
-    /// Jobs in the queue that have not started nor been abandoned.
+    /// Jobs in the queue that have not started nor been abandoned (submit adds; the worker
+    /// that starts a job, or whoever abandons or fails a queued one, subtracts).
     queued: Padded<AtomicUsize>,
+    /// Bodies that returned (by the thread that ran them).
     completed: Padded<AtomicU64>,
+    /// Bodies that panicked (by the thread that ran them).
     panicked: AtomicU64,
+    /// Jobs that never ran (by whoever abandoned or failed them).
     cancelled: AtomicU64,
+    /// Nanoseconds jobs waited in the queue (by the worker that starts them).
     queue_wait_ns: Padded<AtomicU64>,
+    /// Nanoseconds bodies ran (by the thread that ran them).
     run_ns: AtomicU64,
 }
 
+/// Thread bookkeeping, under `Shared::state`.
 struct State {
+    /// Workers counted in (started or being started) and not yet exited.
     threads: usize,
     /// Parked workers, most recently parked last. A waker pops one and unparks it, so each
     /// wake-up goes to exactly one worker that is really asleep.
     idle: Vec<Arc<Parker>>,
+    /// The `n` of the next thread's name `{prefix}-{n}`.
     next_id: usize,
+    /// Shut down or every handle dropped (mirror: `Shared::closed`).
     closed: bool,
+    /// One per worker counted in, for the monitor to see which are blocked.
     slots: Vec<Arc<WorkerSlot>>,
+    /// The monitor thread exists.
     monitor_started: bool,
     /// A submitter asked the parked monitor to look.
     monitor_wanted: bool,
