@@ -193,7 +193,7 @@ fn round_trip(c: &mut Criterion) {
 /// Many concurrent callers each making back-to-back trivial calls.
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("throughput");
-    for callers in [16_u64, 256, 4096] {
+    for callers in [1_u64, 16, 256, 4096, 10_000] {
         let per_caller = (16_384 / callers).max(4);
         group.throughput(Throughput::Elements(callers * per_caller));
         for who in CONTENDERS {
