@@ -53,6 +53,8 @@ pub struct Offload<T> {
     timeout: Option<Duration>,
     /// Turns a timeout or shutdown into the output (set by `with_timeout`).
     on_error: Option<fn(Error) -> T>,
+    /// The armed timer entry, removed when the call ends first.
+    timer: Option<crate::timer::Key>,
 }
 
 enum State {
@@ -79,6 +81,7 @@ impl<T> Offload<T> {
             limit: None,
             timeout: None,
             on_error: None,
+            timer: None,
         }
     }
 
@@ -123,7 +126,7 @@ impl<T> Offload<T> {
                     if let Some(after) = self.timeout {
                         if let Some(at) = Instant::now().checked_add(after) {
                             let job: Arc<dyn Run> = self.job.clone();
-                            crate::timer::expire_at(at, Arc::downgrade(&job));
+                            self.timer = Some(crate::timer::expire_at(at, Arc::downgrade(&job)));
                         }
                     }
                     self.state = match self.limit {
@@ -164,6 +167,9 @@ impl<T> Offload<T> {
                     return match self.job.poll_result(cx) {
                         Poll::Ready(result) => {
                             self.state = State::Done;
+                            if let Some(key) = self.timer.take() {
+                                crate::timer::cancel(key);
+                            }
                             Poll::Ready(result)
                         }
                         Poll::Pending => self.wait(cx),
@@ -233,6 +239,9 @@ impl<T> Future for Offload<T> {
 impl<T> Drop for Offload<T> {
     fn drop(&mut self) {
         self.abandon();
+        if let Some(key) = self.timer.take() {
+            crate::timer::cancel(key);
+        }
     }
 }
 

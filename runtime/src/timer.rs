@@ -3,43 +3,26 @@
 //!
 //! Expiring only flags the job and wakes its future; the future itself abandons the job
 //! (so a body that has not started never starts) and resolves with a timeout error. The
-//! timer holds jobs weakly: a job that finished or was dropped costs the timer nothing but
-//! its entry until the deadline passes.
+//! timer holds jobs weakly, and a future that completes or is dropped first removes its
+//! entry, so calls with long timeouts at a high rate do not pile up entries (a `Weak` keeps
+//! its job's allocation alive).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::job::Run;
 use crate::sync::lock_std as lock;
 
-struct Entry {
-    at: Instant,
-    seq: u64,
-    job: Weak<dyn Run>,
-}
+/// An entry's key: its deadline, and a sequence number to keep keys distinct.
+pub(crate) type Key = (Instant, u64);
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// The jobs waiting for their deadlines, earliest first.
+type Entries = BTreeMap<Key, Weak<dyn Run>>;
 
 struct Timer {
-    /// Deadlines, earliest first, and a sequence number to keep entries distinct.
-    state: Mutex<(BinaryHeap<Reverse<Entry>>, u64)>,
+    /// Jobs by deadline, earliest first, and the next sequence number.
+    state: Mutex<(Entries, u64)>,
     /// Signalled when a new earliest deadline arrives.
     changed: Condvar,
 }
@@ -48,7 +31,7 @@ fn timer() -> &'static Timer {
     static TIMER: OnceLock<&'static Timer> = OnceLock::new();
     TIMER.get_or_init(|| {
         let t: &'static Timer = Box::leak(Box::new(Timer {
-            state: Mutex::new((BinaryHeap::new(), 0)),
+            state: Mutex::new((BTreeMap::new(), 0)),
             changed: Condvar::new(),
         }));
         std::thread::Builder::new()
@@ -60,18 +43,31 @@ fn timer() -> &'static Timer {
     })
 }
 
-/// Expires `job` at `at` unless it is gone by then.
-pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) {
+/// Expires `job` at `at` unless [`cancel`]led first; returns the key to cancel with.
+pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> Key {
     let t = timer();
     let mut st = lock(&t.state);
-    let seq = st.1;
+    let key = (at, st.1);
     st.1 += 1;
-    let earliest = st.0.peek().is_none_or(|Reverse(e)| at < e.at);
-    st.0.push(Reverse(Entry { at, seq, job }));
+    let earliest = st.0.first_key_value().is_none_or(|(first, _)| key < *first);
+    st.0.insert(key, job);
     drop(st);
     if earliest {
         t.changed.notify_one();
     }
+    key
+}
+
+/// Forgets an entry whose call ended before its deadline.
+pub(crate) fn cancel(key: Key) {
+    let removed = lock(&timer().state).0.remove(&key);
+    drop(removed);
+}
+
+/// Entries waiting, for tests.
+#[cfg(test)]
+pub(crate) fn pending() -> usize {
+    lock(&timer().state).0.len()
 }
 
 impl Timer {
@@ -80,9 +76,9 @@ impl Timer {
         loop {
             let now = Instant::now();
             let mut due = Vec::new();
-            while st.0.peek().is_some_and(|Reverse(e)| e.at <= now) {
-                if let Some(Reverse(e)) = st.0.pop() {
-                    due.push(e.job);
+            while st.0.first_key_value().is_some_and(|(key, _)| key.0 <= now) {
+                if let Some((_, job)) = st.0.pop_first() {
+                    due.push(job);
                 }
             }
             if !due.is_empty() {
@@ -95,9 +91,9 @@ impl Timer {
                 st = lock(&self.state);
                 continue;
             }
-            st = match st.0.peek() {
-                Some(Reverse(e)) => {
-                    let wait = e.at.saturating_duration_since(now);
+            st = match st.0.first_key_value() {
+                Some((key, _)) => {
+                    let wait = key.0.saturating_duration_since(now);
                     self.changed
                         .wait_timeout(st, wait)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -109,5 +105,46 @@ impl Timer {
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending;
+    use crate::__private::{spawn, with_timeout};
+    use crate::{Error, Pool};
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    #[test]
+    fn calls_that_end_before_their_deadline_leave_no_entry() {
+        let pool = Pool::builder().build();
+        let before = pending();
+        for i in 0..100 {
+            let call = with_timeout(
+                spawn(&pool, move || Ok::<_, Error>(i)),
+                Duration::from_secs(60),
+            );
+            assert_eq!(futures::executor::block_on(call).unwrap(), i);
+        }
+        let waker = futures::task::noop_waker();
+        for _ in 0..100 {
+            let mut call = with_timeout(
+                spawn(&pool, || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    Ok::<_, Error>(())
+                }),
+                Duration::from_secs(60),
+            );
+            let polled = std::pin::Pin::new(&mut call).poll(&mut Context::from_waker(&waker));
+            assert!(matches!(polled, Poll::Pending | Poll::Ready(Ok(()))));
+            drop(call);
+        }
+        assert_eq!(
+            pending(),
+            before,
+            "every entry was removed when its call ended"
+        );
     }
 }
