@@ -71,7 +71,7 @@
 //! | option | meaning |
 //! | --- | --- |
 //! | `pool = DB` | run on this pool (a `static` that derefs to [`Pool`], or any `&Pool`) instead of the [default pool](default_pool) |
-//! | `limit = N` | at most `N` bodies of this function run at once; excess callers wait asynchronously in FIFO order, holding no thread and no queue slot |
+//! | `limit = N` | at most `N` bodies of this function run at once; excess callers wait asynchronously in FIFO order, holding no thread and no queue slot. A body that calls its own `limit`ed function again (and blocks on it) waits for a permit it may itself hold: don't recurse through a limit |
 //! | `timeout = "250ms"` | for `Result<T, E>` with `E: From<offthread::Error>`: past the time, the call resolves to `Err(E::from(err))` with `err.is_timeout()`; a body not yet started never starts, a running one sees [`is_cancelled`] turn true |
 //! | `sync = name` | also keep the original blocking function, under `name` |
 //! | `crate = path` | where to find `offthread` if it was renamed in `Cargo.toml` |
