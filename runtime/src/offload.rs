@@ -142,7 +142,7 @@ impl<T> Offload<T> {
                     Poll::Pending => return self.wait(cx),
                 },
                 State::Ready => {
-                    let shared = Arc::clone(self.pool.shared());
+                    let shared = self.pool.shared();
                     if shared.is_own_worker() {
                         let job: Arc<dyn Run> = self.job.clone();
                         shared.run_inline(&job);
@@ -150,15 +150,14 @@ impl<T> Offload<T> {
                     } else if let Some(slots) = &shared.queue_limit {
                         self.state = State::Slot(Arc::clone(slots).acquire());
                     } else {
-                        shared.submit(self.job.clone(), self.limit.is_some());
+                        shared.submit(&self.job, self.limit.is_some());
                         self.state = State::Submitted;
                     }
                 }
                 State::Slot(acquire) => match Pin::new(acquire).poll(cx) {
                     Poll::Ready(permit) => {
                         self.job.hold_slot(permit);
-                        let urgent = self.limit.is_some();
-                        self.pool.shared().submit(self.job.clone(), urgent);
+                        self.pool.shared().submit(&self.job, self.limit.is_some());
                         self.state = State::Submitted;
                     }
                     Poll::Pending => return self.wait(cx),

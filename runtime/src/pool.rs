@@ -28,8 +28,7 @@
 //! Each step reads counters that the worker writes before its last look at the queue
 //! (`SeqCst` on both sides), so a job is never left with every worker asleep. A worker
 //! (spinning or woken) that takes a job while others are still queued wakes one more, so a
-//! burst fans out to every idle worker instead of waiting for the one that was awake; the
-//! monitor also wakes parked workers if it ever sees queued work beside them.
+//! burst fans out to every idle worker instead of waiting for the one that was awake.
 //!
 //! # Growth
 //!
@@ -268,7 +267,8 @@ pub(crate) struct Shared {
     threads: AtomicUsize,
     /// Bodies running now.
     running: AtomicUsize,
-    /// No new submissions: shut down or every handle dropped.
+    /// No new submissions: shut down or every handle dropped. Set under the state lock, so
+    /// a check made holding that lock stays true until the lock is released.
     closed: AtomicBool,
     /// The monitor is ticking (not parked), so submitters need not call it.
     monitor_awake: AtomicBool,
@@ -310,8 +310,6 @@ struct State {
     idle: Vec<Arc<Parker>>,
     /// The `n` of the next thread's name `{prefix}-{n}`.
     next_id: usize,
-    /// Shut down or every handle dropped (mirror: `Shared::closed`).
-    closed: bool,
     /// One per worker counted in, for the monitor to see which are blocked.
     slots: Vec<Arc<WorkerSlot>>,
     /// The monitor thread exists.
@@ -412,7 +410,6 @@ impl Pool {
                 threads: 0,
                 idle: Vec::new(),
                 next_id: 0,
-                closed: false,
                 slots: Vec::new(),
                 monitor_started: false,
                 monitor_wanted: false,
@@ -633,25 +630,21 @@ impl Shared {
 
     /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit).
     /// On a closed pool, fails it with a shutdown error instead.
-    pub(crate) fn submit(self: &Arc<Self>, job: Arc<dyn Run>, urgent: bool) {
-        if self.is_closed() {
-            if job.fail(Error::shutdown(Arc::clone(&self.name))) {
-                self.count_cancelled(false);
-            }
-            return;
-        }
+    pub(crate) fn submit<T>(self: &Arc<Self>, job: &Arc<dyn Task<T>>, urgent: bool) {
         job.set_queued_at(self.now());
         self.counters.queued.fetch_add(1, SeqCst);
+        let entry: Arc<dyn Run> = job.clone();
         // Pushed, then counted: a worker that sees the count can find the job.
         if urgent {
-            lock(&self.urgent).push_back(Arc::clone(&job));
+            lock(&self.urgent).push_back(entry);
             self.urgent_len.fetch_add(1, SeqCst);
         } else {
-            lock(&self.shards[self.my_shard()]).push_back(Arc::clone(&job));
+            lock(&self.shards[self.my_shard()]).push_back(entry);
         }
         self.len.fetch_add(1, SeqCst);
+        // Checked after the push: closed before it, or closed and drained while we pushed,
+        // the job must still end. (An abandoned entry is skipped by whoever pops it.)
         if self.is_closed() {
-            // Shutdown may have drained the queue before our push: make sure the job ends.
             if job.fail(Error::shutdown(Arc::clone(&self.name))) {
                 self.count_cancelled(true);
             }
@@ -675,9 +668,10 @@ impl Shared {
         if self.spinning.load(SeqCst) > 0 {
             return;
         }
+        let threads = self.threads.load(SeqCst);
         if self.sleeping.load(SeqCst) == 0
-            && self.threads.load(SeqCst) >= self.core
-            && (self.monitor_awake.load(SeqCst) || self.threads.load(SeqCst) >= self.max_threads)
+            && threads >= self.core
+            && (self.monitor_awake.load(SeqCst) || threads >= self.max_threads)
         {
             return;
         }
@@ -687,7 +681,7 @@ impl Shared {
     #[cold]
     fn wake_or_grow(self: &Arc<Self>) {
         let mut st = lock(&self.state);
-        if st.closed {
+        if self.is_closed() {
             return;
         }
         if let Some(parker) = st.idle.pop() {
@@ -845,7 +839,7 @@ impl Shared {
     }
 
     /// Spins briefly for new work. True if work arrived.
-    fn spin(self: &Arc<Self>) -> bool {
+    fn spin(&self) -> bool {
         if self.spinning.fetch_add(1, SeqCst) >= self.max_spinners {
             self.spinning.fetch_sub(1, SeqCst);
             return false;
@@ -862,11 +856,7 @@ impl Shared {
             }
             std::hint::spin_loop();
         };
-        let was_last = self.spinning.fetch_sub(1, SeqCst) == 1;
-        if found && was_last && self.queue_len() > 1 {
-            // We take one job; make sure the rest do not wait for us.
-            self.wake_or_grow();
-        }
+        self.spinning.fetch_sub(1, SeqCst);
         found
     }
 
@@ -877,7 +867,7 @@ impl Shared {
         let nap = misses >= 2;
         {
             let mut st = lock(&self.state);
-            if st.closed && self.queue_len() == 0 {
+            if self.is_closed() && self.queue_len() == 0 {
                 self.retire(&mut st, slot);
                 return false;
             }
@@ -912,7 +902,7 @@ impl Shared {
             return true; // a waker took us off the list just now
         }
         self.unidle(&mut st, parker);
-        if nap || self.queue_len() > 0 || (!st.closed && st.threads <= self.min_threads) {
+        if nap || self.queue_len() > 0 || (!self.is_closed() && st.threads <= self.min_threads) {
             return true;
         }
         self.retire(&mut st, slot);
@@ -934,7 +924,6 @@ impl Shared {
 
     fn close(&self) {
         let mut st = lock(&self.state);
-        st.closed = true;
         self.closed.store(true, SeqCst);
         let idle = std::mem::take(&mut st.idle);
         self.sleeping.store(0, SeqCst);
@@ -952,7 +941,7 @@ impl Shared {
         let mut idle_ticks = 0;
         let mut st = lock(&self.state);
         loop {
-            if st.closed {
+            if self.is_closed() {
                 break;
             }
             st = self
@@ -964,18 +953,6 @@ impl Shared {
             let len = self.queue_len();
             if len > 0 {
                 idle_ticks = 0;
-                // A safety net: queued work and parked workers nobody has woken.
-                let uncovered = len.saturating_sub(self.spinning.load(SeqCst));
-                if !st.idle.is_empty() && uncovered > 0 {
-                    let n = st.idle.len().min(uncovered);
-                    let at = st.idle.len() - n;
-                    let woken: Vec<_> = st.idle.drain(at..).collect();
-                    self.sleeping.store(st.idle.len(), SeqCst);
-                    for parker in woken {
-                        parker.wake();
-                    }
-                    continue;
-                }
                 let start = growth.decide(|per_job| self.maybe_grow(&mut st, len, per_job));
                 if !start.is_empty() {
                     drop(st);
@@ -993,7 +970,7 @@ impl Shared {
             }
             // Nothing queued for a while: park until a submitter finds every worker busy.
             self.monitor_awake.store(false, SeqCst);
-            while !st.monitor_wanted && !st.closed && self.queue_len() == 0 {
+            while !st.monitor_wanted && !self.is_closed() && self.queue_len() == 0 {
                 st = self
                     .monitor_wake
                     .wait(st)
@@ -1022,7 +999,7 @@ impl Shared {
     /// `per_job` is how long a body takes, if any finished lately (see [`Growth`]).
     /// Returns the workers to start, reserved under the lock.
     fn maybe_grow(&self, st: &mut State, len: usize, per_job: Option<u64>) -> Vec<Reserved> {
-        if st.closed
+        if self.is_closed()
             || st.threads >= self.max_threads
             || !st.idle.is_empty()
             || self.spinning.load(SeqCst) > 0
