@@ -145,3 +145,21 @@ fn a_panicking_body_drops_the_resource_it_held() {
     assert_eq!(block_on(spawn_local(&pool, |c: &mut Conn| c.id)), 1);
     assert_eq!(made.load(SeqCst), 2);
 }
+
+#[test]
+fn several_types_may_be_registered_each_made_once_per_worker() {
+    let pool = Pool::builder()
+        .max_threads(1)
+        .worker_local(|| String::from("conn"))
+        .worker_local(|| 0_u64)
+        .build();
+    for i in 1..=3 {
+        let n = block_on(spawn_local(&pool, |n: &mut u64| {
+            *n += 1;
+            *n
+        }));
+        assert_eq!(n, i);
+        let s = block_on(spawn_local(&pool, |s: &mut String| s.clone()));
+        assert_eq!(s, "conn");
+    }
+}

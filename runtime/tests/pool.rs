@@ -661,3 +661,96 @@ fn a_job_holding_a_limit_permit_runs_before_queued_plain_jobs() {
     });
     assert_eq!(order.lock().unwrap()[0], "limited");
 }
+
+#[test]
+fn a_call_dropped_while_waiting_for_its_limit_never_runs_and_counts_as_cancelled() {
+    use offthread_runtime::__private::{with_limit, Limit};
+    static ONE: Limit = Limit::new(1);
+    let pool = Pool::builder().build();
+    let gate = Gate::default();
+    let (_, waker) = counting_waker();
+    let mut holder = {
+        let gate = gate.clone();
+        with_limit(pool.spawn(move || gate.wait()), &ONE)
+    };
+    assert!(poll_once(&mut holder, &waker).is_pending());
+    eventually("holder running", || pool.metrics().running == 1);
+    let ran = Arc::new(AtomicBool::new(false));
+    let mut waiting = {
+        let ran = Arc::clone(&ran);
+        with_limit(pool.spawn(move || ran.store(true, SeqCst)), &ONE)
+    };
+    assert!(poll_once(&mut waiting, &waker).is_pending());
+    assert_eq!(
+        pool.metrics().queued,
+        0,
+        "waiting for a permit holds no queue slot"
+    );
+    drop(waiting);
+    gate.open();
+    block_on(holder);
+    // The permit is free again: a new call gets it.
+    block_on(with_limit(pool.spawn(|| ()), &ONE));
+    assert!(!ran.load(SeqCst));
+    let m = pool.metrics();
+    assert_eq!((m.submitted, m.completed, m.cancelled), (3, 2, 1));
+}
+
+#[test]
+fn a_timeout_before_the_body_starts_means_it_never_starts() {
+    use offthread_runtime::__private::{with_limit, with_timeout, Limit};
+    static ONE: Limit = Limit::new(1);
+    let pool = Pool::builder().max_threads(1).build();
+    let gate = Gate::default();
+    let (_, waker) = counting_waker();
+    let mut blocker = {
+        let gate = gate.clone();
+        with_limit(pool.spawn(move || gate.wait()), &ONE)
+    };
+    assert!(poll_once(&mut blocker, &waker).is_pending());
+    eventually("blocker running", || pool.metrics().running == 1);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let call = |limited: bool| {
+        let ran = Arc::clone(&ran);
+        let call = pool.spawn(move || {
+            ran.fetch_add(1, SeqCst);
+            Ok::<_, Error>(())
+        });
+        let call = if limited {
+            with_limit(call, &ONE)
+        } else {
+            call
+        };
+        with_timeout(call, Duration::from_millis(20))
+    };
+    // Queued behind the busy worker, and waiting for the limit's only permit.
+    let queued = block_on(call(false)).unwrap_err();
+    let waiting = block_on(call(true)).unwrap_err();
+    assert!(queued.is_timeout() && waiting.is_timeout());
+    gate.open();
+    block_on(blocker);
+    block_on(pool.spawn(|| ())); // the worker has passed the abandoned job by now
+    assert_eq!(ran.load(SeqCst), 0);
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.queued), (2, 0));
+}
+
+#[test]
+fn queue_wait_counts_the_time_jobs_spent_queued() {
+    let pool = Pool::builder().max_threads(1).build();
+    let (_, waker) = counting_waker();
+    let mut first = pool.spawn(|| std::thread::sleep(Duration::from_millis(20)));
+    assert!(poll_once(&mut first, &waker).is_pending());
+    eventually("first running", || pool.metrics().running == 1);
+    let mut second = pool.spawn(|| ());
+    assert!(poll_once(&mut second, &waker).is_pending());
+    block_on(async {
+        first.await;
+        second.await;
+    });
+    let m = pool.metrics();
+    assert!(
+        m.queue_wait >= Duration::from_millis(5),
+        "the second job waited behind the first: {m:?}"
+    );
+}
