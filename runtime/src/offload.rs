@@ -53,7 +53,7 @@ pub struct Offload<T> {
     timeout: Option<Duration>,
     /// Turns a timeout or shutdown into the output (set by `with_timeout`).
     on_error: Option<fn(Error) -> T>,
-    /// The armed timer entry, removed when the call ends first.
+    /// The armed timer entry, removed when the future is dropped (if still there).
     timer: Option<crate::timer::Key>,
 }
 
@@ -166,9 +166,6 @@ impl<T> Offload<T> {
                     return match self.job.poll_result(cx) {
                         Poll::Ready(result) => {
                             self.state = State::Done;
-                            if let Some(key) = self.timer.take() {
-                                crate::timer::cancel(key);
-                            }
                             Poll::Ready(result)
                         }
                         Poll::Pending => self.wait(cx),
@@ -182,11 +179,10 @@ impl<T> Offload<T> {
     /// Pending, unless the timeout fired: then the job is abandoned and the call fails.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         if !matches!(self.state, State::Submitted) {
-            // Let the timer's wake-up reach us while we wait for a permit.
-            if let Poll::Ready(result) = self.job.poll_result(cx) {
-                self.state = State::Done;
-                return Poll::Ready(result);
-            }
+            // Let the timer's wake-up reach us while we wait for a permit. The job is not
+            // queued yet, so nothing can have given it a result.
+            let registered = self.job.poll_result(cx);
+            debug_assert!(registered.is_pending());
         }
         if self.job.timed_out() {
             self.abandon();
