@@ -755,10 +755,6 @@ impl Shared {
         WORKER_OF.set(self.id());
         crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.locals));
         run_hook(self.on_thread_start.as_ref());
-        // Looks at a non-empty queue that found nothing to take (another worker was taking
-        // the last job): after a couple, the worker backs off instead of burning the CPU
-        // that the worker it waits for needs.
-        let mut misses: u32 = 0;
         let parker = Arc::new(Parker {
             thread: std::thread::current(),
             woken: AtomicBool::new(false),
@@ -766,7 +762,6 @@ impl Shared {
         loop {
             // BUSY: run jobs while there are any.
             while let Some(job) = self.pop(id) {
-                misses = 0;
                 // Fan out: submitters skip waking anyone while a worker spins, so a burst
                 // can find one worker awake; each worker that takes a job and sees more
                 // waiting than spinners can take wakes one more.
@@ -776,15 +771,13 @@ impl Shared {
                 self.run_job(&job, Some(&slot), true);
             }
             // SPIN: new work often arrives within microseconds.
-            if misses < 2 && self.spin() {
-                misses += 1;
+            if self.spin() {
                 continue;
             }
             // IDLE: park until notified, closed, or idle past keep-alive.
-            if !self.park(&slot, &parker, misses) {
+            if !self.park(&slot, &parker) {
                 break;
             }
-            misses = misses.saturating_add(1);
         }
         let _ = catch_unwind(crate::local::leave_worker);
         run_hook(self.on_thread_stop.as_ref());
@@ -860,11 +853,8 @@ impl Shared {
         found
     }
 
-    /// Parks until there is work (true) or this worker should exit (false). After `misses`
-    /// fruitless looks at a non-empty queue it naps briefly even though the queue looks
-    /// non-empty, instead of spinning on it (a wake-up still ends the nap at once).
-    fn park(&self, slot: &Arc<WorkerSlot>, parker: &Arc<Parker>, misses: u32) -> bool {
-        let nap = misses >= 2;
+    /// Parks until there is work (true) or this worker should exit (false).
+    fn park(&self, slot: &Arc<WorkerSlot>, parker: &Arc<Parker>) -> bool {
         {
             let mut st = lock(&self.state);
             if self.is_closed() && self.queue_len() == 0 {
@@ -876,17 +866,12 @@ impl Shared {
             self.sleeping.store(st.idle.len(), SeqCst);
             // After announcing ourselves (`sleeping`), look once more: a submitter that
             // read `sleeping` before we wrote it did not wake anyone (see module docs).
-            if self.queue_len() > 0 && !nap {
+            if self.queue_len() > 0 {
                 self.unidle(&mut st, parker);
                 return true;
             }
         }
-        let timeout = if nap {
-            Duration::from_micros(10 << misses.min(6))
-        } else {
-            self.keep_alive
-        };
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + self.keep_alive;
         loop {
             if parker.woken.load(SeqCst) {
                 return true;
@@ -902,7 +887,7 @@ impl Shared {
             return true; // a waker took us off the list just now
         }
         self.unidle(&mut st, parker);
-        if nap || self.queue_len() > 0 || (!self.is_closed() && st.threads <= self.min_threads) {
+        if self.queue_len() > 0 || (!self.is_closed() && st.threads <= self.min_threads) {
             return true;
         }
         self.retire(&mut st, slot);
