@@ -167,9 +167,13 @@ impl Growth {
         self.best_per_job = None;
     }
 
-    /// Calls `grow(per_job_ns)` if growing may help now; returns what it returns,
-    /// remembering a growth.
-    fn decide(&mut self, grow: impl FnOnce(Option<u64>) -> Vec<Reserved>) -> Vec<Reserved> {
+    /// Calls `grow(per_job_ns)` if growing a pool of `threads` may help now; returns what it
+    /// returns, remembering a growth.
+    fn decide(
+        &mut self,
+        threads: usize,
+        grow: impl FnOnce(Option<u64>) -> Vec<Reserved>,
+    ) -> Vec<Reserved> {
         let (Some(&(t0, d0, r0)), Some(&(t1, d1, r1))) = (self.window.front(), self.window.back())
         else {
             return Vec::new();
@@ -195,8 +199,8 @@ impl Growth {
             }
         }
         let start = grow(self.best_per_job);
-        if let Some(before) = start.first().map(|r| r.threads_before) {
-            self.last = Some((t1, before, before + start.len(), rate));
+        if !start.is_empty() {
+            self.last = Some((t1, threads, threads + start.len(), rate));
         }
         start
     }
@@ -219,8 +223,6 @@ impl Parker {
 struct Reserved {
     id: usize,
     slot: Arc<WorkerSlot>,
-    /// Threads counted before this one.
-    threads_before: usize,
 }
 
 /// A per-worker record the monitor reads to tell blocked workers from busy ones.
@@ -717,17 +719,12 @@ impl Shared {
     /// the lock meanwhile would stall every submitter, and so their executors).
     fn reserve_worker(&self, st: &mut State) -> Reserved {
         let id = st.next_id;
-        let threads_before = st.threads;
         st.next_id += 1;
         let slot = Arc::new(WorkerSlot::default());
         st.slots.push(Arc::clone(&slot));
         st.threads += 1;
         self.threads.fetch_add(1, SeqCst);
-        Reserved {
-            id,
-            slot,
-            threads_before,
-        }
+        Reserved { id, slot }
     }
 
     /// Starts the thread of a reserved worker. Call without holding the state lock.
@@ -938,7 +935,9 @@ impl Shared {
             let len = self.queue_len();
             if len > 0 {
                 idle_ticks = 0;
-                let start = growth.decide(|per_job| self.maybe_grow(&mut st, len, per_job));
+                let threads = st.threads;
+                let start =
+                    growth.decide(threads, |per_job| self.maybe_grow(&mut st, len, per_job));
                 if !start.is_empty() {
                     drop(st);
                     for reserved in start {
