@@ -14,8 +14,8 @@
 //! # Who wakes whom
 //!
 //! A worker that runs out of work first *spins* for a few microseconds (at most
-//! `max_spinners` at a time, so spinning never takes every core), then *parks* on the
-//! pool's condvar. A submitter pushes its job and then, in order:
+//! `max_spinners` at a time, so spinning never takes every core), then puts itself on the
+//! idle list and *parks*. A submitter pushes its job and then, in order:
 //! 1. if a worker is spinning, does nothing: the spinner will see the job;
 //! 2. else if a worker is parked, takes the most recently parked one off the idle list and
 //!    unparks it (a hand-off to one thread that is really asleep, so no wake-up is lost to
@@ -771,7 +771,7 @@ impl Shared {
             if self.spin() {
                 continue;
             }
-            // IDLE: park until notified, closed, or idle past keep-alive.
+            // IDLE: park until woken, closed, or idle past keep-alive.
             if !self.park(&slot, &parker) {
                 break;
             }
