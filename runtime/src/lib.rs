@@ -25,8 +25,8 @@
 //! waiting task's waker and any permits, behind a small lock. The future (`offload.rs`)
 //! submits the job on its first poll. Workers (`pool.rs`) take jobs from a sharded queue,
 //! spin briefly when they run out of work so that back-to-back calls need no wake-up, and
-//! park (each on its own, woken one by one) after that. The pool starts threads on demand up to the CPU count; past
-//! that a monitor adds threads only when queued work waits behind *blocked* workers, so short
+//! park after that, each woken on its own. The pool starts threads on demand up to the CPU
+//! count; past that a monitor adds threads only when queued work waits behind *blocked* workers, so short
 //! jobs never make it start hundreds of threads, while a thousand sleeping calls quickly get
 //! dozens. See the module docs of `pool.rs` for the wake-up protocol and growth rule.
 
