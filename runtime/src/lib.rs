@@ -33,15 +33,19 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod cpu;
 mod error;
 mod job;
 mod limit;
 mod local;
 mod metrics;
+mod monitor;
 mod offload;
 mod pool;
+mod queue;
 mod sync;
 mod timer;
+mod worker;
 
 use std::sync::OnceLock;
 
@@ -49,7 +53,8 @@ pub use builder::{Builder, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
 pub use error::Error;
 pub use metrics::Metrics;
 pub use offload::{Checked, Offload};
-pub use pool::{is_cancelled, Pool, ShutdownReport};
+pub use pool::{Pool, ShutdownReport};
+pub use worker::is_cancelled;
 
 /// The environment variable that sets the default pool's `max_threads`.
 pub const MAX_THREADS_ENV: &str = "OFFTHREAD_MAX_THREADS";

@@ -1,6 +1,9 @@
 //! [`Metrics`]: a snapshot of one pool's gauges and totals.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
+
+use crate::queue::Padded;
 
 /// A snapshot of a pool's state, from [`Pool::metrics`](crate::Pool::metrics).
 ///
@@ -41,4 +44,26 @@ pub struct Metrics {
     pub queue_wait: Duration,
     /// Total time bodies spent running.
     pub run_time: Duration,
+}
+
+/// The totals behind [`Metrics`], each written by the party its comment names.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Jobs first polled (by their futures).
+    pub(crate) submitted: Padded<AtomicU64>,
+    /// Jobs in the queue that have not started nor been abandoned (submit adds; the worker
+    /// that starts a job, or whoever abandons or fails a queued one, subtracts).
+    pub(crate) queued: Padded<AtomicUsize>,
+    /// Bodies started (by the thread that runs them); the monitor watches it move.
+    pub(crate) started: Padded<AtomicU64>,
+    /// Bodies that returned (by the thread that ran them).
+    pub(crate) completed: Padded<AtomicU64>,
+    /// Bodies that panicked (by the thread that ran them).
+    pub(crate) panicked: AtomicU64,
+    /// Jobs that never ran (by whoever abandoned or failed them).
+    pub(crate) cancelled: AtomicU64,
+    /// Nanoseconds jobs waited in the queue (by the worker that starts them).
+    pub(crate) queue_wait_ns: Padded<AtomicU64>,
+    /// Nanoseconds bodies ran (by the thread that ran them).
+    pub(crate) run_ns: AtomicU64,
 }

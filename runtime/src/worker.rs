@@ -1,0 +1,395 @@
+//! A worker thread: its BUSY / SPIN / IDLE loop, keep-alive, and its start and exit.
+//!
+//! - **BUSY**: pop and run jobs while the queue has any. A worker that takes a job while
+//!   more are queued than spinners can take wakes one more parked worker, so a burst fans
+//!   out instead of waiting for the one worker that was awake.
+//! - **SPIN**: out of work, spin for a few microseconds, but only while spinning has been
+//!   paying: each worker keeps an estimate of how long after it ran dry the next job
+//!   arrived, and spins only when that is shorter than the spin itself. Back-to-back calls
+//!   then need no wake-up, and a lightly loaded pool (a call every millisecond) does not
+//!   burn the spin's CPU after every call. At most `max_spinners` workers spin at once.
+//! - **IDLE**: put itself on the idle list and park until a submitter hands it a wake-up,
+//!   the pool closes, or it has been idle for `keep_alive` (then, above `min_threads`, it
+//!   exits).
+//!
+//! Each worker has a [`WorkerSlot`] that the monitor reads: when the current body started,
+//! and the OS thread id through which the monitor asks whether the thread is blocked.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::builder::Hook;
+use crate::cpu::{self, Activity};
+use crate::job::{Outcome, Run, RunHooks};
+use crate::pool::{Shared, State};
+use crate::sync::lock_std as lock;
+
+/// The longest an out-of-work worker spins before parking.
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(50);
+
+thread_local! {
+    /// The pool this thread works for (address of its `Shared`), 0 if none.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+    /// The job running on this thread, for `is_cancelled()`.
+    static CURRENT: RefCell<Option<Arc<dyn Run>>> = const { RefCell::new(None) };
+}
+
+/// True inside a body whose [`Offload`](crate::Offload) was dropped or timed out; false
+/// elsewhere, including outside any worker.
+///
+/// A long body can poll it between steps and stop early: nobody will see its result.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!offthread_runtime::is_cancelled());
+/// let pool = offthread_runtime::Pool::builder().build();
+/// assert!(!futures::executor::block_on(pool.spawn(offthread_runtime::is_cancelled)));
+/// ```
+pub fn is_cancelled() -> bool {
+    CURRENT.with_borrow(|c| c.as_ref().is_some_and(|job| job.is_cancelled()))
+}
+
+/// How a parked worker is woken: the waker sets `woken`, then unparks `thread`.
+pub(crate) struct Parker {
+    thread: std::thread::Thread,
+    woken: AtomicBool,
+}
+
+impl Parker {
+    pub(crate) fn wake(&self) {
+        self.woken.store(true, SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// A per-worker record, read by the monitor.
+#[derive(Default)]
+pub(crate) struct WorkerSlot {
+    /// When the current body started (nanoseconds on the pool's clock, plus one); 0 when
+    /// the worker is not in a body. Written by the worker.
+    pub(crate) busy_since: AtomicU64,
+    /// The OS id of the worker's thread (0 if unknown), set when it starts.
+    pub(crate) tid: AtomicU32,
+    /// The worker's thread, set when it starts; shutdown joins exited workers by it.
+    pub(crate) thread: OnceLock<std::thread::ThreadId>,
+    /// What the monitor last learned of the current body (only the monitor locks this).
+    pub(crate) probe: Mutex<Probe>,
+}
+
+/// The monitor's last look at one worker's body.
+#[derive(Default)]
+pub(crate) struct Probe {
+    /// The body looked at (its `busy_since`).
+    pub(crate) body: u64,
+    /// When the thread was last looked at during that body, and what it was doing.
+    pub(crate) last: Option<(u64, Activity)>,
+}
+
+/// A worker counted in under the state lock, whose thread is not started yet.
+pub(crate) struct Reserved {
+    id: usize,
+    slot: Arc<WorkerSlot>,
+}
+
+/// The estimate behind "spin only while it pays": how long, after this worker ran out of
+/// work, the next job was queued (an average halving the weight of older gaps each time).
+#[derive(Default)]
+struct SpinGauge {
+    gap_ns: u64,
+}
+
+impl SpinGauge {
+    fn record(&mut self, gap_ns: u64) {
+        self.gap_ns = self.gap_ns / 2 + gap_ns / 2;
+    }
+
+    /// A spin of [`SPIN_FOR`] would likely see the next job.
+    fn pays(&self) -> bool {
+        u128::from(self.gap_ns) < SPIN_FOR.as_nanos()
+    }
+}
+
+impl Shared {
+    /// Counts a new worker in, under the state lock; [`launch`](Shared::launch) starts its
+    /// thread after the lock is released (starting threads takes long enough that holding
+    /// the lock meanwhile would stall every submitter, and so their executors).
+    pub(crate) fn reserve_worker(&self, st: &mut State) -> Reserved {
+        let id = st.next_id;
+        st.next_id += 1;
+        let slot = Arc::new(WorkerSlot::default());
+        st.slots.push(Arc::clone(&slot));
+        st.threads += 1;
+        self.threads.fetch_add(1, SeqCst);
+        Reserved { id, slot }
+    }
+
+    /// Starts the thread of a reserved worker. Call without holding the state lock.
+    pub(crate) fn launch(self: &Arc<Self>, reserved: Reserved) {
+        let Reserved { id, slot } = reserved;
+        let mut builder = std::thread::Builder::new().name(format!("{}-{id}", self.name));
+        if let Some(size) = self.config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = Arc::clone(self);
+        let worker_slot = Arc::clone(&slot);
+        match builder.spawn(move || shared.worker_main(&worker_slot)) {
+            Ok(handle) => {
+                let mut st = lock(&self.state);
+                st.handles.retain(|h| !h.is_finished());
+                st.handles.push(handle);
+            }
+            Err(_) => {
+                // Out of threads: the job waits for a running worker, or for a later try.
+                let mut st = lock(&self.state);
+                self.retire(&mut st, &slot);
+            }
+        }
+    }
+
+    fn worker_main(self: Arc<Self>, slot: &Arc<WorkerSlot>) {
+        let _ = slot.thread.set(std::thread::current().id());
+        slot.tid.store(cpu::current_tid(), Relaxed);
+        WORKER_OF.set(self.id());
+        crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.config.locals));
+        run_hook(self.config.on_thread_start.as_ref());
+        let parker = Arc::new(Parker {
+            thread: std::thread::current(),
+            woken: AtomicBool::new(false),
+        });
+        let mut gauge = SpinGauge::default();
+        // When this worker last ran out of work (if it has not found any since).
+        let mut dry_since: Option<u64> = None;
+        loop {
+            // BUSY: run jobs while there are any.
+            while let Some(job) = self.queue.pop() {
+                if let Some(since) = dry_since.take() {
+                    gauge.record(job.queued_at().saturating_sub(since));
+                }
+                // Fan out: submitters skip waking anyone while a worker spins, so a burst
+                // can find one worker awake; each worker that takes a job and sees more
+                // waiting than spinners can take wakes one more.
+                if self.sleeping.load(SeqCst) > 0 && self.queue.len() > self.spinning.load(SeqCst) {
+                    self.wake_or_grow();
+                }
+                self.run_job(&job, Some(slot), true);
+            }
+            dry_since.get_or_insert_with(|| self.now());
+            // SPIN: when the next job has lately come within a spin.
+            if gauge.pays() && self.spin() {
+                continue;
+            }
+            // IDLE: park until woken, closed, or idle past keep-alive.
+            match self.park(slot, &parker) {
+                Parked::Woken => {}
+                Parked::TimedOut(waited) => {
+                    gauge.record(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
+                    dry_since = None;
+                }
+                Parked::Exit => break,
+            }
+        }
+        // Locals and hooks before the thread ends: shutdown joins exited workers, so they
+        // have run by the time it returns.
+        let _ = catch_unwind(crate::local::leave_worker);
+        run_hook(self.config.on_thread_stop.as_ref());
+        WORKER_OF.set(0);
+    }
+
+    /// Runs a nested call's job right here, on a worker of its own pool.
+    pub(crate) fn run_inline(&self, job: &Arc<dyn Run>) {
+        self.run_job(job, None, false);
+    }
+
+    /// Runs one job on this thread, with `is_cancelled()` and the totals kept.
+    fn run_job(&self, job: &Arc<dyn Run>, slot: Option<&WorkerSlot>, queued: bool) {
+        let acct = Accounting {
+            shared: self,
+            job: &**job,
+            slot,
+            queued,
+            start: Cell::new(0),
+        };
+        let previous = CURRENT.replace(Some(Arc::clone(job)));
+        job.run(&acct);
+        CURRENT.set(previous);
+    }
+
+    /// Spins briefly for new work. True if work arrived.
+    fn spin(&self) -> bool {
+        if self.spinning.fetch_add(1, SeqCst) >= self.config.max_spinners {
+            self.spinning.fetch_sub(1, SeqCst);
+            return false;
+        }
+        let start = Instant::now();
+        let mut i: u32 = 0;
+        let found = loop {
+            if !self.queue.looks_empty() {
+                break true;
+            }
+            i = i.wrapping_add(1);
+            if i % 128 == 0 && (self.closed.load(Relaxed) || start.elapsed() >= SPIN_FOR) {
+                break false;
+            }
+            std::hint::spin_loop();
+        };
+        self.spinning.fetch_sub(1, SeqCst);
+        found
+    }
+
+    /// Parks until there is work, or this worker should exit.
+    fn park(&self, slot: &Arc<WorkerSlot>, parker: &Arc<Parker>) -> Parked {
+        {
+            let mut st = lock(&self.state);
+            if self.is_closed() && self.queue.len() == 0 {
+                self.retire(&mut st, slot);
+                return Parked::Exit;
+            }
+            parker.woken.store(false, SeqCst);
+            st.idle.push(Arc::clone(parker));
+            self.sleeping.store(st.idle.len(), SeqCst);
+            // After announcing ourselves (`sleeping`), look once more: a submitter that
+            // read `sleeping` before we wrote it did not wake anyone (see `pool.rs`).
+            if self.queue.len() > 0 {
+                self.unidle(&mut st, parker);
+                return Parked::Woken;
+            }
+        }
+        let parked_at = Instant::now();
+        // `None`: a keep-alive too long to represent is for ever.
+        let deadline = parked_at.checked_add(self.config.keep_alive);
+        loop {
+            if parker.woken.load(SeqCst) {
+                return Parked::Woken;
+            }
+            match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+                None => std::thread::park(),
+            }
+        }
+        let mut st = lock(&self.state);
+        if parker.woken.load(SeqCst) {
+            return Parked::Woken; // a waker took us off the list just now
+        }
+        self.unidle(&mut st, parker);
+        if self.queue.len() > 0 || (!self.is_closed() && st.threads <= self.config.min_threads) {
+            return Parked::TimedOut(parked_at.elapsed());
+        }
+        self.retire(&mut st, slot);
+        Parked::Exit
+    }
+
+    /// Takes a parker that was not woken off the idle list.
+    fn unidle(&self, st: &mut State, parker: &Arc<Parker>) {
+        st.idle.retain(|p| !Arc::ptr_eq(p, parker));
+        self.sleeping.store(st.idle.len(), SeqCst);
+    }
+
+    /// Counts an exiting worker out, and tells a waiting shutdown.
+    fn retire(&self, st: &mut State, slot: &Arc<WorkerSlot>) {
+        st.threads -= 1;
+        self.threads.fetch_sub(1, SeqCst);
+        st.slots.retain(|s| !Arc::ptr_eq(s, slot));
+        self.quiet.notify_all();
+    }
+
+    /// True on a worker thread of this pool: a call made here runs inline.
+    pub(crate) fn is_own_worker(&self) -> bool {
+        WORKER_OF.get() == self.id()
+    }
+
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+}
+
+/// How a worker's park ended.
+enum Parked {
+    /// A submitter handed it a wake-up, or work was found before sleeping.
+    Woken,
+    /// Keep-alive ran out, but the worker stays (work arrived, or it is within
+    /// `min_threads`); it waited this long.
+    TimedOut(Duration),
+    /// The worker was counted out and must exit.
+    Exit,
+}
+
+/// What the worker (or an inline nested call) does when a body really starts and ends.
+struct Accounting<'a> {
+    shared: &'a Shared,
+    job: &'a dyn Run,
+    slot: Option<&'a WorkerSlot>,
+    /// The job came from the queue (not an inline nested call).
+    queued: bool,
+    start: Cell<u64>,
+}
+
+impl RunHooks for Accounting<'_> {
+    fn started(&self) {
+        let s = self.shared;
+        let now = s.now();
+        self.start.set(now);
+        s.counters.started.fetch_add(1, Relaxed);
+        if self.queued {
+            s.counters.queued.fetch_sub(1, SeqCst);
+            let waited = now.saturating_sub(self.job.queued_at());
+            s.counters.queue_wait_ns.fetch_add(waited, Relaxed);
+        }
+        s.running.fetch_add(1, SeqCst);
+        if let Some(slot) = self.slot {
+            slot.busy_since.store(now + 1, Relaxed);
+        }
+    }
+
+    fn finished(&self, outcome: Outcome) {
+        let s = self.shared;
+        let now = s.now();
+        if let Some(slot) = self.slot {
+            slot.busy_since.store(0, Relaxed);
+        }
+        s.counters
+            .run_ns
+            .fetch_add(now.saturating_sub(self.start.get()), Relaxed);
+        match outcome {
+            Outcome::Completed => s.counters.completed.fetch_add(1, Relaxed),
+            _ => s.counters.panicked.fetch_add(1, Relaxed),
+        };
+        s.running.fetch_sub(1, SeqCst);
+    }
+}
+
+fn run_hook(hook: Option<&Hook>) {
+    if let Some(hook) = hook {
+        let _ = catch_unwind(AssertUnwindSafe(|| hook()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spinning_pays_only_while_the_next_job_comes_within_a_spin() {
+        let mut g = SpinGauge::default();
+        assert!(g.pays(), "a new worker spins");
+        for _ in 0..3 {
+            g.record(5_000);
+        }
+        assert!(g.pays(), "back-to-back calls 5 µs apart");
+        g.record(1_000_000);
+        assert!(!g.pays(), "one call a millisecond later stops the spinning");
+        for _ in 0..6 {
+            g.record(2_000);
+        }
+        assert!(g.pays(), "a few quick calls bring it back");
+    }
+}
