@@ -23,12 +23,14 @@
 //!
 //! One call is one allocation: the job (`job.rs`) holds the body, then its result, the
 //! waiting task's waker and any permits, behind a small lock. The future (`offload.rs`)
-//! submits the job on its first poll. Workers (`pool.rs`) take jobs from a sharded queue,
-//! spin briefly when they run out of work so that back-to-back calls need no wake-up, and
-//! park after that, each woken on its own. The pool starts threads on demand up to the CPU
-//! count; past that a monitor adds threads only when queued work waits behind *blocked* workers, so short
-//! jobs never make it start hundreds of threads, while a thousand sleeping calls quickly get
-//! dozens. See the module docs of `pool.rs` for the wake-up protocol and growth rule.
+//! submits the job on its first poll. Workers (`worker.rs`) take jobs from a sharded queue
+//! (`queue.rs`) in the order they came, spin briefly when they run out of work while
+//! spinning pays (back-to-back calls then need no wake-up), and park after that, each woken
+//! on its own (`pool.rs`). The pool starts threads on demand up to the CPU count; past
+//! that a monitor (`monitor.rs`) adds threads when queued work stops moving, or waits
+//! behind *blocked* workers. So short jobs never make it start hundreds of threads, busy
+//! loops get few, a thousand sleeping calls quickly get dozens, and a call queued behind
+//! bodies that never end still starts within milliseconds while the pool has room.
 
 #![forbid(unsafe_code)]
 

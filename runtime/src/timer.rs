@@ -20,9 +20,17 @@ pub(crate) type Key = (Instant, u64);
 /// The jobs waiting for their deadlines, earliest first.
 type Entries = BTreeMap<Key, Weak<dyn Run>>;
 
+/// What the timer's lock guards.
+#[derive(Default)]
+struct State {
+    /// Jobs by deadline, earliest first.
+    entries: Entries,
+    /// The sequence number of the next entry.
+    next_seq: u64,
+}
+
 struct Timer {
-    /// Jobs by deadline, earliest first, and the next sequence number.
-    state: Mutex<(Entries, u64)>,
+    state: Mutex<State>,
     /// Signalled when a new earliest deadline arrives.
     changed: Condvar,
 }
@@ -31,7 +39,7 @@ fn timer() -> &'static Timer {
     static TIMER: OnceLock<&'static Timer> = OnceLock::new();
     TIMER.get_or_init(|| {
         let t: &'static Timer = Box::leak(Box::new(Timer {
-            state: Mutex::new((BTreeMap::new(), 0)),
+            state: Mutex::default(),
             changed: Condvar::new(),
         }));
         std::thread::Builder::new()
@@ -47,10 +55,13 @@ fn timer() -> &'static Timer {
 pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> Key {
     let t = timer();
     let mut st = lock(&t.state);
-    let key = (at, st.1);
-    st.1 += 1;
-    let earliest = st.0.first_key_value().is_none_or(|(first, _)| key < *first);
-    st.0.insert(key, job);
+    let key = (at, st.next_seq);
+    st.next_seq += 1;
+    let earliest = st
+        .entries
+        .first_key_value()
+        .is_none_or(|(first, _)| key < *first);
+    st.entries.insert(key, job);
     drop(st);
     if earliest {
         t.changed.notify_one();
@@ -60,14 +71,14 @@ pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> Key {
 
 /// Forgets an entry whose call ended before its deadline.
 pub(crate) fn cancel(key: Key) {
-    let removed = lock(&timer().state).0.remove(&key);
+    let removed = lock(&timer().state).entries.remove(&key);
     drop(removed);
 }
 
 /// Entries waiting, for tests.
 #[cfg(test)]
 pub(crate) fn pending() -> usize {
-    lock(&timer().state).0.len()
+    lock(&timer().state).entries.len()
 }
 
 impl Timer {
@@ -76,8 +87,12 @@ impl Timer {
         loop {
             let now = Instant::now();
             let mut due = Vec::new();
-            while st.0.first_key_value().is_some_and(|(key, _)| key.0 <= now) {
-                if let Some((_, job)) = st.0.pop_first() {
+            while st
+                .entries
+                .first_key_value()
+                .is_some_and(|(key, _)| key.0 <= now)
+            {
+                if let Some((_, job)) = st.entries.pop_first() {
                     due.push(job);
                 }
             }
@@ -91,7 +106,7 @@ impl Timer {
                 st = lock(&self.state);
                 continue;
             }
-            st = match st.0.first_key_value() {
+            st = match st.entries.first_key_value() {
                 Some((key, _)) => {
                     let wait = key.0.saturating_duration_since(now);
                     self.changed

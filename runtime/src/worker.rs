@@ -95,21 +95,33 @@ pub(crate) struct Reserved {
     slot: Arc<WorkerSlot>,
 }
 
-/// The estimate behind "spin only while it pays": how long, after this worker ran out of
-/// work, the next job was queued (an average halving the weight of older gaps each time).
-#[derive(Default)]
+/// The record behind "spin only while it pays": of the last few times this worker ran out
+/// of work, how often the next job was queued within a spin. A share of hits, not an
+/// average of gaps, so one long pause between back-to-back calls does not stop the
+/// spinning (parked, a worker answers later, which can itself stretch the next gap).
 struct SpinGauge {
-    gap_ns: u64,
+    /// Hits among recent tries, as a fixed-point share: [`SpinGauge::FULL`] is all hits.
+    score: u32,
 }
 
 impl SpinGauge {
+    const FULL: u32 = 1 << 16;
+
     fn record(&mut self, gap_ns: u64) {
-        self.gap_ns = self.gap_ns / 2 + gap_ns / 2;
+        let hit = u128::from(gap_ns) < SPIN_FOR.as_nanos();
+        // Each new try weighs an eighth.
+        self.score = self.score - self.score / 8 + if hit { Self::FULL / 8 } else { 0 };
     }
 
-    /// A spin of [`SPIN_FOR`] would likely see the next job.
+    /// Most recent tries would have found the next job within a spin.
     fn pays(&self) -> bool {
-        u128::from(self.gap_ns) < SPIN_FOR.as_nanos()
+        self.score >= Self::FULL / 2
+    }
+}
+
+impl Default for SpinGauge {
+    fn default() -> SpinGauge {
+        SpinGauge { score: Self::FULL }
     }
 }
 
@@ -386,7 +398,11 @@ mod tests {
         }
         assert!(g.pays(), "back-to-back calls 5 µs apart");
         g.record(1_000_000);
-        assert!(!g.pays(), "one call a millisecond later stops the spinning");
+        assert!(g.pays(), "one pause does not stop the spinning");
+        for _ in 0..6 {
+            g.record(1_000_000);
+        }
+        assert!(!g.pays(), "a call every millisecond stops it");
         for _ in 0..6 {
             g.record(2_000);
         }
