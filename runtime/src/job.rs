@@ -73,9 +73,6 @@ pub(crate) trait Run: Send + Sync {
     fn expire(&self);
     /// True once the future was dropped or timed out: `offthread::is_cancelled()`.
     fn is_cancelled(&self) -> bool;
-    /// When the job entered the queue, in nanoseconds since the pool's epoch.
-    fn queued_at(&self) -> u64;
-    fn set_queued_at(&self, nanos: u64);
 }
 
 /// The typed side of a job, seen by its [`Offload`](crate::Offload).
@@ -116,8 +113,6 @@ pub(crate) struct Job<F, T> {
     cancelled: AtomicBool,
     /// The timer fired; the future must resolve with a timeout error.
     timed_out: AtomicBool,
-    /// Queue entry time (nanoseconds since the pool's epoch), for the queue-wait total.
-    queued_at: std::sync::atomic::AtomicU64,
 }
 
 impl<F, T> Job<F, T>
@@ -135,7 +130,6 @@ where
             }),
             cancelled: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
-            queued_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -219,15 +213,6 @@ where
 
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
-    }
-
-    fn queued_at(&self) -> u64 {
-        self.queued_at.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn set_queued_at(&self, nanos: u64) {
-        self.queued_at
-            .store(nanos, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -353,8 +353,8 @@ impl Pool {
             let _ = handle.join();
         }
         let mut failed = 0;
-        for job in s.queue.drain() {
-            if job.fail(Error::shutdown(Arc::clone(&s.name))) {
+        for entry in s.queue.drain() {
+            if entry.job.fail(Error::shutdown(Arc::clone(&s.name))) {
                 s.counters.queued.fetch_sub(1, SeqCst);
                 s.counters.cancelled.fetch_add(1, Relaxed);
                 failed += 1;
@@ -401,10 +401,9 @@ impl Shared {
     /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit).
     /// On a closed pool, fails it with a shutdown error instead.
     pub(crate) fn submit<T>(self: &Arc<Self>, job: &Arc<dyn Task<T>>, urgent: bool) {
-        job.set_queued_at(self.now());
         self.counters.queued.fetch_add(1, SeqCst);
         let entry: Arc<dyn Run> = job.clone();
-        self.queue.push(entry, urgent);
+        self.queue.push(entry, self.now(), urgent);
         // Checked after the push: closed before it, or closed and drained while we pushed,
         // the job must still end. (An abandoned entry is skipped by whoever pops it.)
         if self.is_closed() {

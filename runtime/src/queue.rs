@@ -46,10 +46,17 @@ impl<T> std::ops::Deref for Padded<T> {
 /// `head_at` of an empty shard.
 const EMPTY: u64 = u64::MAX;
 
+/// A queued job and when it was queued (nanoseconds on the pool's clock). The time lives
+/// here rather than in the job, whose allocation every call pays for.
+pub(crate) struct Entry {
+    pub(crate) job: Arc<dyn Run>,
+    pub(crate) at: u64,
+}
+
 /// One deque and when its oldest entry was queued.
 #[derive(Default)]
 struct Shard {
-    jobs: Mutex<VecDeque<Arc<dyn Run>>>,
+    jobs: Mutex<VecDeque<Entry>>,
     /// `queued_at` of the front entry, [`EMPTY`] when there is none. Written under `jobs`'
     /// lock; read without it to choose a shard (a stale value only costs a retry).
     head_at: AtomicU64,
@@ -63,24 +70,23 @@ impl Shard {
         }
     }
 
-    fn push(&self, job: Arc<dyn Run>) {
-        let at = job.queued_at();
+    fn push(&self, entry: Entry) {
         let mut jobs = lock(&self.jobs);
         if jobs.is_empty() {
-            self.head_at.store(at, Relaxed);
+            self.head_at.store(entry.at, Relaxed);
         }
-        jobs.push_back(job);
+        jobs.push_back(entry);
     }
 
-    fn pop(&self) -> Option<Arc<dyn Run>> {
+    fn pop(&self) -> Option<Entry> {
         let mut jobs = lock(&self.jobs);
-        let job = jobs.pop_front()?;
-        let next = jobs.front().map_or(EMPTY, |j| j.queued_at());
+        let entry = jobs.pop_front()?;
+        let next = jobs.front().map_or(EMPTY, |e| e.at);
         self.head_at.store(next, Relaxed);
-        Some(job)
+        Some(entry)
     }
 
-    fn drain(&self) -> Vec<Arc<dyn Run>> {
+    fn drain(&self) -> Vec<Entry> {
         let mut jobs = lock(&self.jobs);
         self.head_at.store(EMPTY, Relaxed);
         jobs.drain(..).collect()
@@ -116,13 +122,14 @@ impl Queue {
         }
     }
 
-    /// Queues `job` (its `queued_at` already set), ahead of plain jobs if `urgent`.
-    pub(crate) fn push(&self, job: Arc<dyn Run>, urgent: bool) {
+    /// Queues `job`, queued at `at`, ahead of plain jobs if `urgent`.
+    pub(crate) fn push(&self, job: Arc<dyn Run>, at: u64, urgent: bool) {
+        let entry = Entry { job, at };
         if urgent {
-            self.urgent.push(job);
+            self.urgent.push(entry);
             self.urgent_len.fetch_add(1, SeqCst);
         } else {
-            self.shards[self.my_shard()].push(job);
+            self.shards[self.my_shard()].push(entry);
         }
         // Pushed, then counted: whoever sees the count can find the job.
         self.len.fetch_add(1, SeqCst);
@@ -149,7 +156,7 @@ impl Queue {
     }
 
     /// The oldest entry: urgent ones first, then the plain shard whose head is oldest.
-    pub(crate) fn pop(&self) -> Option<Arc<dyn Run>> {
+    pub(crate) fn pop(&self) -> Option<Entry> {
         if self.len() == 0 {
             return None;
         }
@@ -187,7 +194,7 @@ impl Queue {
     }
 
     /// Takes every entry out (shutdown), uncounting them.
-    pub(crate) fn drain(&self) -> Vec<Arc<dyn Run>> {
+    pub(crate) fn drain(&self) -> Vec<Entry> {
         let mut all = self.urgent.drain();
         self.urgent_len.fetch_sub(count(all.len()), SeqCst);
         for shard in self.shards.iter() {
@@ -214,11 +221,10 @@ mod tests {
         fn finished(&self, _: Outcome) {}
     }
 
-    fn job(at: u64, tag: u32, log: &Arc<Mutex<Vec<u32>>>) -> Arc<dyn Run> {
+    fn job(at: u64, tag: u32, log: &Arc<Mutex<Vec<u32>>>) -> Entry {
         let log = Arc::clone(log);
         let job: Arc<dyn Run> = Arc::new(Job::new(move || lock(&log).push(tag)));
-        job.set_queued_at(at);
-        job
+        Entry { job, at }
     }
 
     #[test]
@@ -230,10 +236,11 @@ mod tests {
             q.shards[shard].push(job(at, u32::try_from(at).unwrap(), &log));
             q.len.fetch_add(1, SeqCst);
         }
-        q.push(job(9, 99, &log), true);
+        let urgent = job(9, 99, &log);
+        q.push(urgent.job, urgent.at, true);
         assert_eq!(q.len(), 7);
-        while let Some(j) = q.pop() {
-            j.run(&NoHooks);
+        while let Some(e) = q.pop() {
+            e.job.run(&NoHooks);
         }
         assert_eq!(*lock(&log), [99, 0, 1, 2, 3, 4, 5]);
         assert_eq!(q.len(), 0);
@@ -244,7 +251,8 @@ mod tests {
         let q = Queue::new(4);
         let log = Arc::new(Mutex::new(Vec::new()));
         for i in 0..5 {
-            q.push(job(i, 0, &log), i % 2 == 0);
+            let e = job(i, 0, &log);
+            q.push(e.job, e.at, i % 2 == 0);
         }
         assert_eq!(q.drain().len(), 5);
         assert_eq!(q.len(), 0);

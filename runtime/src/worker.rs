@@ -177,9 +177,9 @@ impl Shared {
         let mut dry_since: Option<u64> = None;
         loop {
             // BUSY: run jobs while there are any.
-            while let Some(job) = self.queue.pop() {
+            while let Some(entry) = self.queue.pop() {
                 if let Some(since) = dry_since.take() {
-                    gauge.record(job.queued_at().saturating_sub(since));
+                    gauge.record(entry.at.saturating_sub(since));
                 }
                 // Fan out: submitters skip waking anyone while a worker spins, so a burst
                 // can find one worker awake; each worker that takes a job and sees more
@@ -187,7 +187,7 @@ impl Shared {
                 if self.sleeping.load(SeqCst) > 0 && self.queue.len() > self.spinning.load(SeqCst) {
                     self.wake_or_grow();
                 }
-                self.run_job(&job, Some(slot), true);
+                self.run_job(&entry.job, Some(slot), Some(entry.at));
             }
             dry_since.get_or_insert_with(|| self.now());
             // SPIN: when the next job has lately come within a spin.
@@ -213,16 +213,15 @@ impl Shared {
 
     /// Runs a nested call's job right here, on a worker of its own pool.
     pub(crate) fn run_inline(&self, job: &Arc<dyn Run>) {
-        self.run_job(job, None, false);
+        self.run_job(job, None, None);
     }
 
     /// Runs one job on this thread, with `is_cancelled()` and the totals kept.
-    fn run_job(&self, job: &Arc<dyn Run>, slot: Option<&WorkerSlot>, queued: bool) {
+    fn run_job(&self, job: &Arc<dyn Run>, slot: Option<&WorkerSlot>, queued_at: Option<u64>) {
         let acct = Accounting {
             shared: self,
-            job: &**job,
             slot,
-            queued,
+            queued_at,
             start: Cell::new(0),
         };
         let previous = CURRENT.replace(Some(Arc::clone(job)));
@@ -338,10 +337,9 @@ enum Parked {
 /// What the worker (or an inline nested call) does when a body really starts and ends.
 struct Accounting<'a> {
     shared: &'a Shared,
-    job: &'a dyn Run,
     slot: Option<&'a WorkerSlot>,
-    /// The job came from the queue (not an inline nested call).
-    queued: bool,
+    /// When the job was queued; `None` for an inline nested call, which never was.
+    queued_at: Option<u64>,
     start: Cell<u64>,
 }
 
@@ -351,9 +349,9 @@ impl RunHooks for Accounting<'_> {
         let now = s.now();
         self.start.set(now);
         s.counters.started.fetch_add(1, Relaxed);
-        if self.queued {
+        if let Some(queued_at) = self.queued_at {
             s.counters.queued.fetch_sub(1, SeqCst);
-            let waited = now.saturating_sub(self.job.queued_at());
+            let waited = now.saturating_sub(queued_at);
             s.counters.queue_wait_ns.fetch_add(waited, Relaxed);
         }
         s.running.fetch_add(1, SeqCst);
