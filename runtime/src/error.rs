@@ -38,6 +38,11 @@ enum Kind {
     Shutdown { pool: Arc<str> },
     /// The body had not finished within its timeout.
     Timeout { after: Duration },
+    /// The pool has no thread and could not start one.
+    NoThreads {
+        pool: Arc<str>,
+        cause: std::io::Error,
+    },
     /// The pool has no per-worker resource of the type a `#[local]` parameter needs.
     MissingLocal(MissingLocal),
     /// Bad pool settings, or the default pool configured too late.
@@ -83,6 +88,12 @@ impl Error {
     pub(crate) fn timeout(after: Duration) -> Error {
         Error {
             kind: Box::new(Kind::Timeout { after }),
+        }
+    }
+
+    pub(crate) fn no_threads(pool: Arc<str>, cause: std::io::Error) -> Error {
+        Error {
+            kind: Box::new(Kind::NoThreads { pool, cause }),
         }
     }
 
@@ -145,6 +156,22 @@ impl Error {
         matches!(*self.kind, Kind::Timeout { .. })
     }
 
+    /// True if the call failed because its pool had no thread and the OS refused to start
+    /// one (a thread limit, no memory, an impossible `stack_size`). Calls made while the
+    /// pool has some threads wait for those instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A stack no OS can give: the pool cannot start its first thread.
+    /// let pool = offthread_runtime::Pool::builder().stack_size(usize::MAX / 2).build();
+    /// let err = futures::executor::block_on(pool.spawn(|| 1).checked()).unwrap_err();
+    /// assert!(err.is_no_threads());
+    /// ```
+    pub fn is_no_threads(&self) -> bool {
+        matches!(*self.kind, Kind::NoThreads { .. })
+    }
+
     /// The panic payload, to resume with [`std::panic::resume_unwind`].
     ///
     /// # Panics
@@ -180,6 +207,11 @@ impl fmt::Display for Error {
                 "pool `{pool}` is shut down: the offloaded job could not run"
             ),
             Kind::Timeout { after } => write!(f, "offloaded call timed out after {after:?}"),
+            Kind::NoThreads { pool, cause } => write!(
+                f,
+                "pool `{pool}` has no thread and the OS refused to start one ({cause}): \
+                 the offloaded job could not run"
+            ),
             Kind::MissingLocal(MissingLocal { type_name, pool }) => write!(
                 f,
                 "pool `{pool}` has no worker-local `{type_name}` for a `#[local]` parameter: \
@@ -196,6 +228,7 @@ impl fmt::Debug for Error {
             Kind::Panic { .. } => "Panic",
             Kind::Shutdown { .. } => "Shutdown",
             Kind::Timeout { .. } => "Timeout",
+            Kind::NoThreads { .. } => "NoThreads",
             Kind::MissingLocal(_) => "MissingLocal",
             Kind::Config { .. } => "Config",
         };

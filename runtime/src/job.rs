@@ -89,6 +89,16 @@ pub(crate) trait Task<T>: Run {
     fn hold_slot(&self, permit: Permit<Arc<Limit>>);
 }
 
+/// Runs user code (a waker, a `Drop`) that must not unwind into the pool's threads: a
+/// panic is caught and its payload dropped, or leaked if dropping it panics too.
+pub(crate) fn contain(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(again);
+        }
+    }
+}
+
 enum Stage<F, T> {
     Pending(F),
     Running,
@@ -170,12 +180,14 @@ where
                 (limit, inner.waker.take(), None)
             }
         };
-        // Outside the lock: these may run user code (Drop impls, the executor's waker).
-        drop(limit);
-        drop(unwanted);
+        // Outside the lock: these run user code (the executor's waker, a waiting caller's
+        // waker through the permit, Drop impls of an unwanted result or panic payload).
+        // The waiting task is woken first, and no panic of theirs takes the worker down.
         if let Some(w) = waker {
-            w.wake();
+            contain(|| w.wake());
         }
+        contain(|| drop(limit));
+        contain(|| drop(unwanted));
         outcome
     }
 
@@ -196,10 +208,10 @@ where
                 inner.waker.take(),
             )
         };
-        drop((body, limit, slot));
         if let Some(w) = waker {
-            w.wake();
+            contain(|| w.wake());
         }
+        contain(|| drop((body, limit, slot)));
         true
     }
 
@@ -207,7 +219,7 @@ where
         self.timed_out.store(true, Ordering::SeqCst);
         let waker = lock(&self.inner).waker.take();
         if let Some(w) = waker {
-            w.wake();
+            contain(|| w.wake());
         }
     }
 

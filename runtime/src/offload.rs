@@ -4,7 +4,7 @@
 //! (`job.rs`), the one allocation of the call, and wraps it here with a handle to its pool.
 //! The first poll counts the job as submitted, arms its timeout, waits (asynchronously) for
 //! a `limit` permit and a queue slot if either applies, then queues it (`pool.rs`), or runs
-//! it inline when polled on a worker of the same pool. Later polls read the result.
+//! it inline when polled on a worker of the same pool that no other thread could relieve. Later polls read the result.
 //! Dropping the future abandons the job.
 
 use std::future::Future;
@@ -29,9 +29,16 @@ use crate::pool::Pool;
 /// - **Dropped before its body started**: the body never runs.
 ///   **Dropped while running**: the body runs to its end (a thread cannot be stopped safely),
 ///   [`is_cancelled`](crate::is_cancelled) returns true inside it, and its result is dropped.
-/// - **Nested**: first polled on a worker of its own pool (a body that `block_on`s another
-///   call), it runs its body right there, so nested calls never deadlock, even on a pool of
-///   one thread.
+/// - **Nested**: a body that `block_on`s another call of its own pool queues it like any
+///   call while another thread can take it (an idle worker, or room below `max_threads`:
+///   the pool starts a thread for a call queued behind blocked bodies). When none can (the
+///   pool is at `max_threads` with every worker busy), it runs the nested body right there,
+///   inline in the poll, so nested calls never deadlock, even on a pool of one thread. Only
+///   in that inline case does a nested body that itself calls
+///   `futures::executor::block_on` panic (that executor refuses to run inside another):
+///   give such pools room, or make the nested call a plain function call.
+///   Run inline, the nested body also sees [`is_cancelled`](crate::is_cancelled) of the
+///   outer call.
 /// - A job that could not run because its pool is shut down makes a plain `.await` panic with
 ///   a message naming the pool; [`checked`](Offload::checked) returns the error instead.
 ///
@@ -124,9 +131,21 @@ impl<T> Offload<T> {
                         return Poll::Ready(Err(Error::shutdown(Arc::clone(&shared.name))));
                     }
                     if let Some(after) = self.timeout {
+                        // A deadline past what `Instant` can hold never comes.
                         if let Some(at) = Instant::now().checked_add(after) {
                             let job: Arc<dyn Run> = self.job.clone();
-                            self.timer = Some(crate::timer::expire_at(at, Arc::downgrade(&job)));
+                            match crate::timer::expire_at(at, Arc::downgrade(&job)) {
+                                Ok(key) => self.timer = Some(key),
+                                Err(cause) => {
+                                    // A timeout that cannot be kept fails the call rather
+                                    // than let it run unbounded.
+                                    self.job.abandon();
+                                    shared.count_cancelled(false);
+                                    self.state = State::Done;
+                                    let timer = Arc::from("offthread-timer");
+                                    return Poll::Ready(Err(Error::no_threads(timer, cause)));
+                                }
+                            }
                         }
                     }
                     self.state = match self.limit {
@@ -143,7 +162,7 @@ impl<T> Offload<T> {
                 },
                 State::Ready => {
                     let shared = self.pool.shared();
-                    if shared.is_own_worker() {
+                    if shared.is_own_worker() && !shared.can_take_another() {
                         let job: Arc<dyn Run> = self.job.clone();
                         shared.run_inline(&job);
                         self.state = State::Submitted;

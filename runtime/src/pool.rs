@@ -125,6 +125,10 @@ pub(crate) struct Shared {
     /// No new submissions: shut down or every handle dropped. Set under the state lock, so
     /// a check made holding that lock stays true until the lock is released.
     pub(crate) closed: AtomicBool,
+    /// `shutdown` was called: bodies of this pool see `is_cancelled()` return true.
+    pub(crate) stopping: Arc<AtomicBool>,
+    /// `shutdown` gave up on queued jobs: a worker that takes one fails it instead.
+    pub(crate) stopped: AtomicBool,
     /// The monitor is ticking (not parked), so submitters need not call it.
     pub(crate) monitor_awake: AtomicBool,
     /// Bounds the queue when `queue_capacity` was set.
@@ -215,6 +219,8 @@ impl Pool {
             threads: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            stopping: Arc::new(AtomicBool::new(false)),
+            stopped: AtomicBool::new(false),
             monitor_awake: AtomicBool::new(false),
             queue_limit: b.queue_capacity.map(|n| Arc::new(Limit::new(n))),
             counters: Counters::default(),
@@ -318,6 +324,7 @@ impl Pool {
     /// ```
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let s = self.shared();
+        s.stopping.store(true, SeqCst);
         s.close();
         let end = Instant::now().checked_add(deadline);
         // A body of this pool calling shutdown is itself a worker that cannot exit yet.
@@ -337,6 +344,18 @@ impl Pool {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
+        // From here no body starts: workers that take a job fail it, and one that took a
+        // job just before is waited for (it is about to start the body or drop it).
+        // (Without the state lock: such a worker may need it to wake another.)
+        s.stopped.store(true, SeqCst);
+        let slots = st.slots.clone();
+        drop(st);
+        for slot in &slots {
+            while slot.starting.load(SeqCst) {
+                std::thread::yield_now();
+            }
+        }
+        let mut st = lock(&s.state);
         // Join the threads that exited (their hooks and locals are done when a join
         // returns); those still in a body at the deadline run on, unjoined.
         let alive: Vec<_> = st
@@ -352,14 +371,7 @@ impl Pool {
         for handle in exited {
             let _ = handle.join();
         }
-        let mut failed = 0;
-        for entry in s.queue.drain() {
-            if entry.job.fail(Error::shutdown(Arc::clone(&s.name))) {
-                s.counters.queued.fetch_sub(1, SeqCst);
-                s.counters.cancelled.fetch_add(1, Relaxed);
-                failed += 1;
-            }
-        }
+        let failed = s.fail_queued(|| Error::shutdown(Arc::clone(&s.name)));
         ShutdownReport {
             still_running: s.running.load(SeqCst),
             failed,
@@ -396,6 +408,26 @@ impl Shared {
             self.counters.queued.fetch_sub(1, SeqCst);
         }
         self.counters.cancelled.fetch_add(1, Relaxed);
+    }
+
+    /// Another thread can take a call now: an idle worker, or room to start one. A nested
+    /// call made on a worker runs inline only when this is false.
+    pub(crate) fn can_take_another(&self) -> bool {
+        self.sleeping.load(SeqCst) > 0
+            || self.spinning.load(SeqCst) > 0
+            || self.threads.load(SeqCst) < self.config.max_threads
+    }
+
+    /// Fails every queued job that has not started with `err()`; returns how many.
+    pub(crate) fn fail_queued(&self, err: impl Fn() -> Error) -> usize {
+        let mut failed = 0;
+        for entry in self.queue.drain() {
+            if entry.job.fail(err()) {
+                self.count_cancelled(true);
+                failed += 1;
+            }
+        }
+        failed
     }
 
     /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit).

@@ -8,7 +8,7 @@
 //! its job's allocation alive).
 
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::job::Run;
@@ -35,25 +35,34 @@ struct Timer {
     changed: Condvar,
 }
 
-fn timer() -> &'static Timer {
-    static TIMER: OnceLock<&'static Timer> = OnceLock::new();
-    TIMER.get_or_init(|| {
-        let t: &'static Timer = Box::leak(Box::new(Timer {
-            state: Mutex::default(),
-            changed: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("offthread-timer".to_owned())
-            .stack_size(64 << 10)
-            .spawn(move || t.run())
-            .expect("offthread: could not start the timer thread");
-        t
-    })
+/// The timer, started on first use. If the OS refuses the thread, the error is returned
+/// and the next call tries again.
+fn timer() -> std::io::Result<&'static Arc<Timer>> {
+    static TIMER: OnceLock<Arc<Timer>> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(t) = TIMER.get() {
+        return Ok(t);
+    }
+    let _starting = lock(&STARTING);
+    if let Some(t) = TIMER.get() {
+        return Ok(t);
+    }
+    let t = Arc::new(Timer {
+        state: Mutex::default(),
+        changed: Condvar::new(),
+    });
+    let run = Arc::clone(&t);
+    std::thread::Builder::new()
+        .name("offthread-timer".to_owned())
+        .stack_size(64 << 10)
+        .spawn(move || run.run())?;
+    Ok(TIMER.get_or_init(|| t))
 }
 
-/// Expires `job` at `at` unless [`cancel`]led first; returns the key to cancel with.
-pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> Key {
-    let t = timer();
+/// Expires `job` at `at` unless [`cancel`]led first; returns the key to cancel with, or
+/// the error if the timer thread could not be started.
+pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> std::io::Result<Key> {
+    let t = timer()?;
     let mut st = lock(&t.state);
     let key = (at, st.next_seq);
     st.next_seq += 1;
@@ -66,19 +75,22 @@ pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> Key {
     if earliest {
         t.changed.notify_one();
     }
-    key
+    Ok(key)
 }
 
 /// Forgets an entry whose call ended before its deadline.
 pub(crate) fn cancel(key: Key) {
-    let removed = lock(&timer().state).entries.remove(&key);
-    drop(removed);
+    // A key exists only if the timer does.
+    if let Ok(t) = timer() {
+        let removed = lock(&t.state).entries.remove(&key);
+        drop(removed);
+    }
 }
 
 /// Entries waiting, for tests.
 #[cfg(test)]
 pub(crate) fn pending() -> usize {
-    lock(&timer().state).entries.len()
+    timer().map_or(0, |t| lock(&t.state).entries.len())
 }
 
 impl Timer {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::builder::Hook;
 use crate::cpu::{self, Activity};
+use crate::error::Error;
 use crate::job::{Outcome, Run, RunHooks};
 use crate::pool::{Shared, State};
 use crate::sync::lock_std as lock;
@@ -33,12 +34,17 @@ pub(crate) const SPIN_FOR: Duration = Duration::from_micros(50);
 thread_local! {
     /// The pool this thread works for (address of its `Shared`), 0 if none.
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
-    /// The job running on this thread, for `is_cancelled()`.
-    static CURRENT: RefCell<Option<Arc<dyn Run>>> = const { RefCell::new(None) };
+    /// The jobs running on this thread, outermost first (more than one when a body made
+    /// a nested call that runs inline), for `is_cancelled()`.
+    static CURRENT: RefCell<Vec<Arc<dyn Run>>> = const { RefCell::new(Vec::new()) };
+    /// The shutdown flag of the pool this thread works for.
+    static STOPPING: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
 }
 
-/// True inside a body whose [`Offload`](crate::Offload) was dropped or timed out; false
-/// elsewhere, including outside any worker.
+/// True inside a body whose [`Offload`](crate::Offload) was dropped or timed out, or whose
+/// pool is being shut down ([`Pool::shutdown`](crate::Pool::shutdown)); false elsewhere,
+/// including outside any worker. In a nested call that runs inline, the outer call's
+/// cancellation counts too.
 ///
 /// A long body can poll it between steps and stop early: nobody will see its result.
 ///
@@ -50,7 +56,8 @@ thread_local! {
 /// assert!(!futures::executor::block_on(pool.spawn(offthread_runtime::is_cancelled)));
 /// ```
 pub fn is_cancelled() -> bool {
-    CURRENT.with_borrow(|c| c.as_ref().is_some_and(|job| job.is_cancelled()))
+    CURRENT.with_borrow(|jobs| jobs.iter().any(|job| job.is_cancelled()))
+        || STOPPING.with_borrow(|s| s.as_ref().is_some_and(|s| s.load(Relaxed)))
 }
 
 /// How a parked worker is woken: the waker sets `woken`, then unparks `thread`.
@@ -74,6 +81,10 @@ pub(crate) struct WorkerSlot {
     pub(crate) busy_since: AtomicU64,
     /// The OS id of the worker's thread (0 if unknown), set when it starts.
     pub(crate) tid: AtomicU32,
+    /// Between taking a job from the queue and starting its body (or dropping it): shutdown
+    /// waits for this to clear before it fails what is still queued, so no body starts
+    /// after it returns. Written by the worker.
+    pub(crate) starting: AtomicBool,
     /// The worker's thread, set when it starts; shutdown joins exited workers by it.
     pub(crate) thread: OnceLock<std::thread::ThreadId>,
     /// What the monitor last learned of the current body (only the monitor locks this).
@@ -154,10 +165,17 @@ impl Shared {
                 st.handles.retain(|h| !h.is_finished());
                 st.handles.push(handle);
             }
-            Err(_) => {
-                // Out of threads: the job waits for a running worker, or for a later try.
+            Err(cause) => {
+                // Out of threads: with some workers, queued jobs wait for them (and the next
+                // submit or tick tries again); with none, nothing would ever run them.
                 let mut st = lock(&self.state);
                 self.retire(&mut st, &slot);
+                if st.threads == 0 {
+                    drop(st);
+                    self.fail_queued(|| {
+                        Error::no_threads(Arc::clone(&self.name), clone_io(&cause))
+                    });
+                }
             }
         }
     }
@@ -166,6 +184,7 @@ impl Shared {
         let _ = slot.thread.set(std::thread::current().id());
         slot.tid.store(cpu::current_tid(), Relaxed);
         WORKER_OF.set(self.id());
+        STOPPING.set(Some(Arc::clone(&self.stopping)));
         crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.config.locals));
         run_hook(self.config.on_thread_start.as_ref());
         let parker = Arc::new(Parker {
@@ -177,7 +196,20 @@ impl Shared {
         let mut dry_since: Option<u64> = None;
         loop {
             // BUSY: run jobs while there are any.
-            while let Some(entry) = self.queue.pop() {
+            loop {
+                slot.starting.store(true, SeqCst);
+                let Some(entry) = self.queue.pop() else {
+                    slot.starting.store(false, SeqCst);
+                    break;
+                };
+                if self.stopped.load(SeqCst) {
+                    // Shutdown has given up on queued jobs: this one fails like them.
+                    slot.starting.store(false, SeqCst);
+                    if entry.job.fail(Error::shutdown(Arc::clone(&self.name))) {
+                        self.count_cancelled(true);
+                    }
+                    continue;
+                }
                 if let Some(since) = dry_since.take() {
                     gauge.record(entry.at.saturating_sub(since));
                 }
@@ -188,6 +220,7 @@ impl Shared {
                     self.wake_or_grow();
                 }
                 self.run_job(&entry.job, Some(slot), Some(entry.at));
+                slot.starting.store(false, SeqCst);
             }
             dry_since.get_or_insert_with(|| self.now());
             // SPIN: when the next job has lately come within a spin.
@@ -209,6 +242,7 @@ impl Shared {
         let _ = catch_unwind(crate::local::leave_worker);
         run_hook(self.config.on_thread_stop.as_ref());
         WORKER_OF.set(0);
+        STOPPING.set(None);
     }
 
     /// Runs a nested call's job right here, on a worker of its own pool.
@@ -224,9 +258,9 @@ impl Shared {
             queued_at,
             start: Cell::new(0),
         };
-        let previous = CURRENT.replace(Some(Arc::clone(job)));
+        CURRENT.with_borrow_mut(|jobs| jobs.push(Arc::clone(job)));
         job.run(&acct);
-        CURRENT.set(previous);
+        CURRENT.with_borrow_mut(Vec::pop);
     }
 
     /// Spins briefly for new work. True if work arrived.
@@ -357,6 +391,7 @@ impl RunHooks for Accounting<'_> {
         s.running.fetch_add(1, SeqCst);
         if let Some(slot) = self.slot {
             slot.busy_since.store(now + 1, Relaxed);
+            slot.starting.store(false, SeqCst);
         }
     }
 
@@ -375,6 +410,11 @@ impl RunHooks for Accounting<'_> {
         };
         s.running.fetch_sub(1, SeqCst);
     }
+}
+
+/// An `io::Error` to put in each failed call's error (`io::Error` is not `Clone`).
+fn clone_io(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
 }
 
 fn run_hook(hook: Option<&Hook>) {
