@@ -185,6 +185,7 @@ impl Error {
     /// let err = futures::executor::block_on(pool.spawn(|| std::panic::panic_any(7_u8)).checked());
     /// assert_eq!(*err.unwrap_err().into_panic().downcast::<u8>().unwrap(), 7);
     /// ```
+    #[track_caller]
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         match *self.kind {
             Kind::Panic { payload, .. } => payload

@@ -32,8 +32,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counters are global: one counting test at a time, each starting from zero.
+fn counting_alone() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    ALLOCS.store(0, SeqCst);
+    BYTES.store(0, SeqCst);
+    guard
+}
+
 #[test]
 fn one_allocation_per_call() {
+    let _alone = counting_alone();
     let pool = offthread_runtime::Pool::builder().max_threads(2).build();
     let (a, b, c) = (1u64, 2u64, 3u64);
     // Warm up: threads, thread-locals and the queue's buffers exist after this.
@@ -41,6 +53,8 @@ fn one_allocation_per_call() {
         futures::executor::block_on(pool.spawn(move || a + b + c));
     }
     const CALLS: usize = 10_000;
+    ALLOCS.store(0, SeqCst);
+    BYTES.store(0, SeqCst);
     COUNTING.store(true, SeqCst);
     for i in 0..CALLS as u64 {
         let v = futures::executor::block_on(pool.spawn(move || a + b + c + i));
@@ -57,4 +71,42 @@ fn one_allocation_per_call() {
         allocs <= CALLS,
         "{allocs} allocations for {CALLS} calls: more than one per call"
     );
+}
+
+#[test]
+fn a_call_waiting_for_a_queue_slot_holds_little_memory() {
+    let _alone = counting_alone();
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Context;
+    // One slot, taken by a body that waits on a channel; every later call waits for it.
+    let pool = offthread_runtime::Pool::builder()
+        .max_threads(1)
+        .queue_capacity(1)
+        .build();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut holder = pool.spawn(move || rx.recv().is_ok());
+    assert!(Pin::new(&mut holder).poll(&mut cx).is_pending());
+    let mut queued = pool.spawn(|| true);
+    assert!(Pin::new(&mut queued).poll(&mut cx).is_pending());
+    const WAITING: usize = 10_000;
+    let mut calls = Vec::with_capacity(WAITING);
+    COUNTING.store(true, SeqCst);
+    for _ in 0..WAITING {
+        let mut call = pool.spawn(|| true);
+        assert!(Pin::new(&mut call).poll(&mut cx).is_pending());
+        calls.push(call);
+    }
+    COUNTING.store(false, SeqCst);
+    let per_call = BYTES.load(SeqCst) / WAITING + std::mem::size_of_val(&calls[0]);
+    eprintln!("{per_call} bytes per call waiting for a queue slot (future included)");
+    // The job (about 100 B), the slot waiter (about 50 B) and its map entry, the future.
+    assert!(per_call <= 512, "{per_call} bytes per waiting call");
+    assert!(pool.metrics().queued <= 1);
+    drop(calls);
+    tx.send(()).unwrap();
+    assert!(futures::executor::block_on(holder));
+    assert!(futures::executor::block_on(queued));
 }

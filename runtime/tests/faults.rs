@@ -144,7 +144,10 @@ fn with_no_thread_at_all_a_call_fails_promptly() {
         assert!(err.to_string().contains("refused to start"), "{err}");
     }
     let m = pool.metrics();
-    assert_eq!((m.threads, m.submitted, m.cancelled, m.queued), (0, 3, 3, 0));
+    assert_eq!(
+        (m.threads, m.submitted, m.cancelled, m.queued),
+        (0, 3, 3, 0)
+    );
 }
 
 #[test]
@@ -157,7 +160,10 @@ fn extreme_settings_that_build_also_work() {
         .queue_capacity(usize::MAX)
         .build();
     still_serves(&pool);
-    let call = with_timeout(pool.spawn(|| Ok::<_, offthread_runtime::Error>(5)), Duration::MAX);
+    let call = with_timeout(
+        pool.spawn(|| Ok::<_, offthread_runtime::Error>(5)),
+        Duration::MAX,
+    );
     assert_eq!(block_on(call).unwrap(), 5);
     let report = pool.shutdown(Duration::MAX);
     assert_eq!((report.still_running, report.failed), (0, 0));
@@ -196,7 +202,10 @@ fn shutdown_cancels_running_bodies_and_no_body_starts_after_it_returns() {
         .poll(&mut Context::from_waker(&noop))
         .is_pending());
     let report = pool.shutdown(Duration::from_secs(10));
-    assert!(saw_cancel.load(SeqCst), "the running body saw is_cancelled()");
+    assert!(
+        saw_cancel.load(SeqCst),
+        "the running body saw is_cancelled()"
+    );
     assert!(block_on(running).is_ok());
     // The queued call either ran within the deadline, or failed and never runs.
     match block_on(queued) {
@@ -245,9 +254,7 @@ fn a_nested_call_sees_the_outer_cancellation_and_may_block_on_futures() {
     let pool = Pool::builder().max_threads(4).build();
     // With room, the nested call is queued: its body may use an executor of its own.
     let inner = pool.clone();
-    let v = block_on(pool.spawn(move || {
-        block_on(inner.spawn(|| block_on(async { 6 * 7 })))
-    }));
+    let v = block_on(pool.spawn(move || block_on(inner.spawn(|| block_on(async { 6 * 7 })))));
     assert_eq!(v, 42);
 
     // At the cap it runs inline, and sees the outer call's cancellation.
@@ -271,5 +278,34 @@ fn a_nested_call_sees_the_outer_cancellation_and_may_block_on_futures() {
     drop(outer); // cancels the outer call
     gate.open();
     eventually("the nested body ran", || one.metrics().completed == 2);
-    assert!(seen.load(SeqCst), "the inline nested body saw the outer cancellation");
+    assert!(
+        seen.load(SeqCst),
+        "the inline nested body saw the outer cancellation"
+    );
+}
+
+#[test]
+fn a_bad_setting_panics_at_the_callers_line() {
+    use std::sync::Mutex;
+    static WHERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        if info.to_string().contains("max_threads(0)") {
+            let at = info
+                .location()
+                .map(|l| l.file().to_owned())
+                .unwrap_or_default();
+            WHERE.lock().unwrap().push(at);
+        }
+    }));
+    let built = std::panic::catch_unwind(|| Pool::builder().max_threads(0).build());
+    std::panic::set_hook(previous);
+    assert!(built.is_err());
+    let at = WHERE.lock().unwrap().clone();
+    assert_eq!(at.len(), 1, "{at:?}");
+    assert!(
+        at[0].ends_with("faults.rs"),
+        "the panic points at {}",
+        at[0]
+    );
 }
