@@ -160,7 +160,7 @@ where
                 }
             }
         };
-        drop(slot);
+        contain(|| drop(slot));
         hook.started();
         let result = catch_unwind(AssertUnwindSafe(body)).map_err(Error::panic);
         let outcome = if result.is_ok() {
@@ -279,8 +279,9 @@ where
                 Stage::Taken => (Abandoned::AfterEnd, (None, None, None, None, waker)),
             }
         };
-        // Outside the lock: the body, a result or a permit may run user code on drop.
-        drop(dropped);
+        // Outside the lock: the body, a result or a permit may run user code on drop; like
+        // a panic in the body, a panic there does not unwind into whoever gave up the call.
+        contain(|| drop(dropped));
         found
     }
 

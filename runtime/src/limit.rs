@@ -103,8 +103,10 @@ impl Limit {
                 }
             }
         };
+        // Another caller's waker: its panic is not ours to propagate (a worker releasing
+        // a queue slot must not unwind), so it is contained.
         if let Some(w) = waker {
-            w.wake();
+            crate::job::contain(|| w.wake());
         }
     }
 }

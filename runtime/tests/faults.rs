@@ -309,3 +309,58 @@ fn a_bad_setting_panics_at_the_callers_line() {
         at[0]
     );
 }
+
+#[test]
+fn a_waker_that_panics_while_waiting_for_a_queue_slot_does_not_take_the_worker_down() {
+    // Found by the stress test: the worker that frees a queue slot wakes the next waiter.
+    let pool = Pool::builder().max_threads(1).queue_capacity(1).build();
+    let gate = Gate::default();
+    let noop = futures::task::noop_waker();
+    let mut holder = {
+        let gate = gate.clone();
+        pool.spawn(move || gate.wait())
+    };
+    assert!(Pin::new(&mut holder)
+        .poll(&mut Context::from_waker(&noop))
+        .is_pending());
+    eventually("the holder runs", || pool.metrics().running == 1);
+    let mut queued = pool.spawn(|| 1);
+    assert!(Pin::new(&mut queued)
+        .poll(&mut Context::from_waker(&noop))
+        .is_pending());
+    let mut waiting = pool.spawn(|| 2);
+    let panicky = Waker::from(Arc::new(PanickyWaker(AtomicUsize::new(0))));
+    assert!(Pin::new(&mut waiting)
+        .poll(&mut Context::from_waker(&panicky))
+        .is_pending());
+    gate.open();
+    assert_eq!(block_on(queued), 1);
+    assert_eq!(block_on(waiting), 2);
+    block_on(holder);
+    still_serves(&pool);
+    assert_eq!(pool.metrics().threads, 1);
+}
+
+#[test]
+fn dropping_a_finished_call_whose_result_drop_panics_does_not_panic_the_caller() {
+    // Found by the stress test: the caller drops the result it never took.
+    let pool = Pool::builder().build();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let noop = futures::task::noop_waker();
+    let mut call = {
+        let dropped = Arc::clone(&dropped);
+        let gate = Gate::default();
+        gate.open();
+        pool.spawn(move || {
+            gate.wait();
+            Grenade(dropped)
+        })
+    };
+    if let Poll::Ready(g) = Pin::new(&mut call).poll(&mut Context::from_waker(&noop)) {
+        std::mem::forget(g);
+        return;
+    }
+    eventually("the body ends", || pool.metrics().completed == 1);
+    drop(call);
+    assert!(dropped.load(SeqCst));
+}
