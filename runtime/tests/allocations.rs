@@ -9,6 +9,8 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Bytes allocated and not yet freed, counted all the time.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 // The library forbids `unsafe`; counting allocations needs a `GlobalAlloc`, an unsafe
 // trait, so this test (only) allows it. It only forwards to `System`.
@@ -16,6 +18,7 @@ static BYTES: AtomicUsize = AtomicUsize::new(0);
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), SeqCst);
         if COUNTING.load(SeqCst) {
             ALLOCS.fetch_add(1, SeqCst);
             BYTES.fetch_add(layout.size(), SeqCst);
@@ -24,6 +27,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), SeqCst);
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -109,4 +113,26 @@ fn a_call_waiting_for_a_queue_slot_holds_little_memory() {
     tx.send(()).unwrap();
     assert!(futures::executor::block_on(holder));
     assert!(futures::executor::block_on(queued));
+}
+
+#[test]
+fn memory_returns_to_where_it_was_after_a_burst() {
+    let _alone = counting_alone();
+    let pool = offthread_runtime::Pool::builder().max_threads(2).build();
+    let burst = |n: u64| {
+        let calls: Vec<_> = (0..n).map(|i| pool.spawn(move || i)).collect();
+        let sum: u64 = futures::executor::block_on(futures::future::join_all(calls))
+            .into_iter()
+            .sum();
+        assert_eq!(sum, n * (n - 1) / 2);
+    };
+    // Warm up threads and thread-locals, then measure around a burst big enough to queue
+    // a hundred thousand calls at once.
+    burst(1_000);
+    let before = LIVE.load(SeqCst);
+    burst(100_000);
+    let after = LIVE.load(SeqCst);
+    let kept = after.saturating_sub(before);
+    eprintln!("{kept} bytes still held after a burst of 100 000 calls");
+    assert!(kept < 256 << 10, "{kept} bytes kept after the burst");
 }
