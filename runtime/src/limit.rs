@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use crate::sync::{lock, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// A FIFO async semaphore with a fixed number of permits.
@@ -59,13 +61,22 @@ struct WaiterState {
     waker: Option<Waker>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Limit {
     /// A semaphore with `permits` permits (`#[offload]` rejects `limit = 0` at compile time).
+    #[cfg(not(loom))]
     pub const fn new(permits: usize) -> Limit {
+        Limit {
+            state: Mutex::new(State {
+                permits,
+                waiters: BTreeMap::new(),
+                next: 0,
+            }),
+        }
+    }
+
+    /// `new` under loom, whose mutex cannot be made in a `const fn`.
+    #[cfg(loom)]
+    pub fn new(permits: usize) -> Limit {
         Limit {
             state: Mutex::new(State {
                 permits,
@@ -215,7 +226,7 @@ impl<L: LimitRef> Drop for Acquire<L> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -224,7 +235,7 @@ mod tests {
     fn permits_go_out_in_arrival_order() {
         static L: Limit = Limit::new(1);
         let first = futures::executor::block_on((&L).acquire());
-        let order = Arc::new(Mutex::new(Vec::new()));
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut waiting: Vec<_> = (0..5)
             .map(|i| {
                 let order = Arc::clone(&order);
@@ -339,5 +350,103 @@ mod tests {
         }
         assert_eq!(order, kept);
         assert!(L.try_take());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    //! Loom explores every interleaving of the permits between callers that acquire,
+    //! release and give up. Run with
+    //! `RUSTFLAGS="--cfg loom" cargo test -p offthread-runtime --release --lib loom`.
+
+    use super::*;
+    use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn poll<L: LimitRef>(acq: &mut Acquire<L>, waker: &Waker) -> Poll<Permit<L>> {
+        Pin::new(acq).poll(&mut Context::from_waker(waker))
+    }
+
+    /// A waiter dropped while the holder releases: the permit is never lost; it comes back
+    /// to the limit whichever runs first.
+    #[test]
+    fn loom_a_waiter_dropped_during_a_release_leaks_no_permit() {
+        loom::model(|| {
+            let limit = Arc::new(Limit::new(1));
+            let held = futures::executor::block_on(Arc::clone(&limit).acquire());
+            let waker = futures::task::noop_waker();
+            let mut waiting = Arc::clone(&limit).acquire();
+            assert!(poll(&mut waiting, &waker).is_pending());
+            let releaser = loom::thread::spawn(move || drop(held));
+            drop(waiting);
+            releaser.join().unwrap();
+            let st = lock(&limit.state);
+            assert_eq!((st.permits, st.waiters.len()), (1, 0));
+        });
+    }
+
+    /// A release racing a waiter's poll: the waiter is woken or sees the permit, never
+    /// neither, and no permit is made out of thin air.
+    #[test]
+    fn loom_a_release_wakes_the_waiter_or_it_sees_the_permit() {
+        loom::model(|| {
+            let limit = Arc::new(Limit::new(1));
+            let held = futures::executor::block_on(Arc::clone(&limit).acquire());
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(Arc::clone(&count));
+            let mut waiting = Arc::clone(&limit).acquire();
+            let first = poll(&mut waiting, &waker);
+            let releaser = loom::thread::spawn(move || drop(held));
+            let second = if first.is_pending() {
+                poll(&mut waiting, &waker)
+            } else {
+                first
+            };
+            releaser.join().unwrap();
+            let permit = match second {
+                Poll::Ready(p) => p,
+                Poll::Pending => {
+                    assert_eq!(count.0.load(SeqCst), 1, "a waiting acquirer must be woken");
+                    match poll(&mut waiting, &waker) {
+                        Poll::Ready(p) => p,
+                        Poll::Pending => panic!("woken without a permit"),
+                    }
+                }
+            };
+            assert_eq!(lock(&limit.state).permits, 0);
+            drop(permit);
+            assert_eq!(lock(&limit.state).permits, 1);
+        });
+    }
+
+    /// Two waiters and a release: the older one gets the permit first.
+    #[test]
+    fn loom_permits_go_to_waiters_in_arrival_order() {
+        loom::model(|| {
+            let limit = Arc::new(Limit::new(1));
+            let held = futures::executor::block_on(Arc::clone(&limit).acquire());
+            let waker = futures::task::noop_waker();
+            let mut first = Arc::clone(&limit).acquire();
+            let mut second = Arc::clone(&limit).acquire();
+            assert!(poll(&mut first, &waker).is_pending());
+            assert!(poll(&mut second, &waker).is_pending());
+            let releaser = loom::thread::spawn(move || drop(held));
+            let _ = poll(&mut second, &waker).map(|_| panic!("the younger waiter went first"));
+            releaser.join().unwrap();
+            assert!(poll(&mut second, &waker).is_pending());
+            let permit = match poll(&mut first, &waker) {
+                Poll::Ready(p) => p,
+                Poll::Pending => panic!("the older waiter was passed over"),
+            };
+            drop(permit);
+            assert!(poll(&mut second, &waker).is_ready());
+        });
     }
 }
