@@ -16,7 +16,6 @@
 //! and the OS thread id through which the monitor asks whether the thread is blocked.
 
 use std::cell::{Cell, RefCell};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::builder::Hook;
 use crate::cpu::{self, Activity};
 use crate::error::Error;
-use crate::job::{Outcome, Run, RunHooks};
+use crate::job::{contain, Outcome, Run, RunHooks};
 use crate::pool::{Shared, State};
 use crate::sync::lock_std as lock;
 
@@ -239,7 +238,7 @@ impl Shared {
         }
         // Locals and hooks before the thread ends: shutdown joins exited workers, so they
         // have run by the time it returns.
-        let _ = catch_unwind(crate::local::leave_worker);
+        contain(crate::local::leave_worker);
         run_hook(self.config.on_thread_stop.as_ref());
         WORKER_OF.set(0);
         STOPPING.set(None);
@@ -419,7 +418,7 @@ fn clone_io(e: &std::io::Error) -> std::io::Error {
 
 fn run_hook(hook: Option<&Hook>) {
     if let Some(hook) = hook {
-        let _ = catch_unwind(AssertUnwindSafe(|| hook()));
+        contain(|| hook());
     }
 }
 
