@@ -83,6 +83,8 @@ pub(crate) trait Task<T>: Run {
     fn abandon(&self) -> Abandoned;
     /// True once the timer fired for this job.
     fn timed_out(&self) -> bool;
+    /// True once a result is stored (the next `poll_result` is ready), read without a lock.
+    fn is_done(&self) -> bool;
     /// Hands the job a `limit` permit, held until the body returns.
     fn hold_limit(&self, permit: Permit<&'static Limit>);
     /// Hands the job a queue slot, held until it leaves the queue.
@@ -123,6 +125,9 @@ pub(crate) struct Job<F, T> {
     cancelled: AtomicBool,
     /// The timer fired; the future must resolve with a timeout error.
     timed_out: AtomicBool,
+    /// A result is stored (set under the lock, read without it by a caller spinning for
+    /// a quick result).
+    done: AtomicBool,
 }
 
 impl<F, T> Job<F, T>
@@ -140,6 +145,7 @@ where
             }),
             cancelled: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
+            done: AtomicBool::new(false),
         }
     }
 }
@@ -177,6 +183,7 @@ where
                 (limit, None, Some(result))
             } else {
                 inner.stage = Stage::Done(result);
+                self.done.store(true, Ordering::Release);
                 (limit, inner.waker.take(), None)
             }
         };
@@ -201,6 +208,7 @@ where
             else {
                 unreachable!()
             };
+            self.done.store(true, Ordering::Release);
             (
                 body,
                 inner.limit.take(),
@@ -289,6 +297,10 @@ where
         self.timed_out.load(Ordering::SeqCst)
     }
 
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
     fn hold_limit(&self, permit: Permit<&'static Limit>) {
         lock(&self.inner).limit = Some(permit);
     }
@@ -343,7 +355,14 @@ mod loom_models {
             let (count, waker) = flag();
             let mut cx = Context::from_waker(&waker);
             let first = job.poll_result(&mut cx);
+            if first.is_pending() && job.is_done() {
+                // `done` is published after the result: a poll that follows finds it.
+                assert!(job.poll_result(&mut cx).is_ready());
+                worker.join().unwrap();
+                return;
+            }
             worker.join().unwrap();
+            assert!(job.is_done(), "a stored result reads as done");
             match first {
                 Poll::Ready(r) => assert_eq!(r.unwrap(), 7),
                 Poll::Pending => {

@@ -4,7 +4,10 @@
 //! (`job.rs`), the one allocation of the call, and wraps it here with a handle to its pool.
 //! The first poll counts the job as submitted, arms its timeout, waits (asynchronously) for
 //! a `limit` permit and a queue slot if either applies, then queues it (`pool.rs`), or runs
-//! it inline when polled on a worker of the same pool that no other thread could relieve. Later polls read the result.
+//! it inline when polled on a worker of the same pool that no other thread could relieve.
+//! When a spinning worker will take the job at once, the first poll spins a few
+//! microseconds for the result (while that has lately paid on this thread): a trivial call
+//! then costs no park and unpark of the executor's thread. Later polls read the result.
 //! Dropping the future abandons the job.
 
 use std::future::Future;
@@ -17,6 +20,7 @@ use crate::error::Error;
 use crate::job::{Abandoned, Run, Task};
 use crate::limit::{Acquire, Limit, LimitRef};
 use crate::pool::Pool;
+use crate::worker::SpinGauge;
 
 /// The future of an offloaded call: its output is the body's value.
 ///
@@ -169,8 +173,14 @@ impl<T> Offload<T> {
                     } else if let Some(slots) = &shared.queue_limit {
                         self.state = State::Slot(Arc::clone(slots).acquire());
                     } else {
+                        // A worker spinning on an empty queue takes this job at once:
+                        // the result may be back within a short spin.
+                        let quick = shared.has_idle_spinner();
                         shared.submit(&self.job, self.limit.is_some());
                         self.state = State::Submitted;
+                        if quick {
+                            spin_for_result(&*self.job);
+                        }
                     }
                 }
                 State::Slot(acquire) => match Pin::new(acquire).poll(cx) {
@@ -274,6 +284,52 @@ impl<T> std::fmt::Debug for Offload<T> {
             .field("state", &state)
             .finish_non_exhaustive()
     }
+}
+
+/// How long a caller that just queued a call spins for its result before it returns
+/// `Pending`. A trivial body on a worker that was spinning answers in about a microsecond,
+/// while going to sleep and being woken costs the executor's thread several (its park and
+/// unpark), which dominates such a call on a multi-thread runtime.
+const CALLER_SPIN: Duration = Duration::from_micros(4);
+
+/// A caller probes spinning this often even when it has not been paying, to notice when it
+/// would again.
+const PROBE_EVERY: u32 = 32;
+
+thread_local! {
+    /// Whether this thread's recent calls answered within [`CALLER_SPIN`].
+    static CALLER_GAUGE: std::cell::RefCell<SpinGauge> = std::cell::RefCell::new(SpinGauge::default());
+    /// Calls since this thread last probed.
+    static SINCE_PROBE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Right after queueing a call that a spinning worker will take at once: spin briefly for
+/// its result, while that has lately paid on this thread (quick calls, back to back).
+/// Bodies that take longer than the spin soon stop it, so they cost the executor nothing
+/// but an occasional probe; and under load (a queue to wait in, no worker spinning) the
+/// executor's thread goes straight back to its other tasks.
+fn spin_for_result<T>(job: &dyn Task<T>) {
+    let probe = SINCE_PROBE.with(|n| {
+        let next = n.get() + 1;
+        n.set(if next >= PROBE_EVERY { 0 } else { next });
+        next >= PROBE_EVERY
+    });
+    if !probe && !CALLER_GAUGE.with_borrow(SpinGauge::pays) {
+        return;
+    }
+    let start = Instant::now();
+    let mut i: u32 = 0;
+    let hit = loop {
+        if job.is_done() {
+            break true;
+        }
+        i = i.wrapping_add(1);
+        if i % 64 == 0 && start.elapsed() >= CALLER_SPIN {
+            break false;
+        }
+        std::hint::spin_loop();
+    };
+    CALLER_GAUGE.with_borrow_mut(|g| g.record_hit(hit));
 }
 
 /// The future of [`Offload::checked`]: the body's value, or why there is none.

@@ -410,6 +410,11 @@ impl Shared {
         self.counters.cancelled.fetch_add(1, Relaxed);
     }
 
+    /// A worker is spinning and nothing is queued: a job pushed now starts at once.
+    pub(crate) fn has_idle_spinner(&self) -> bool {
+        self.spinning.load(Relaxed) > 0 && self.queue.looks_empty()
+    }
+
     /// Another thread can take a call now: an idle worker, or room to start one. A nested
     /// call made on a worker runs inline only when this is false.
     pub(crate) fn can_take_another(&self) -> bool {

@@ -109,7 +109,7 @@ pub(crate) struct Reserved {
 /// of work, how often the next job was queued within a spin. A share of hits, not an
 /// average of gaps, so one long pause between back-to-back calls does not stop the
 /// spinning (parked, a worker answers later, which can itself stretch the next gap).
-struct SpinGauge {
+pub(crate) struct SpinGauge {
     /// Hits among recent tries, as a fixed-point share: [`SpinGauge::FULL`] is all hits.
     score: u32,
 }
@@ -117,14 +117,19 @@ struct SpinGauge {
 impl SpinGauge {
     const FULL: u32 = 1 << 16;
 
+    /// Records how long after running dry the next job came.
     fn record(&mut self, gap_ns: u64) {
-        let hit = u128::from(gap_ns) < SPIN_FOR.as_nanos();
+        self.record_hit(u128::from(gap_ns) < SPIN_FOR.as_nanos());
+    }
+
+    /// Records whether a spin found (or would have found) what it waited for.
+    pub(crate) fn record_hit(&mut self, hit: bool) {
         // Each new try weighs an eighth.
         self.score = self.score - self.score / 8 + if hit { Self::FULL / 8 } else { 0 };
     }
 
     /// Most recent tries would have found the next job within a spin.
-    fn pays(&self) -> bool {
+    pub(crate) fn pays(&self) -> bool {
         self.score >= Self::FULL / 2
     }
 }
