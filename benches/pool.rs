@@ -982,7 +982,9 @@ fn mixed_stream(_: &mut Criterion) {
     );
     for who in CONTENDERS {
         let rt = runtime(true);
-        let watch = Watch::start(who, None);
+        // offthread on a pool of its own, so its threads are the ones this stream grew.
+        let pool = matches!(who, Contender::Offthread).then(|| Pool::builder().build());
+        let watch = Watch::start(who, pool.as_ref());
         let handle = rt.handle().clone();
         let mut tasks = Vec::with_capacity(calls);
         // Paced from this (non-runtime) thread: tokio's timer has 1 ms resolution, a thread
@@ -995,16 +997,16 @@ fn mixed_stream(_: &mut Criterion) {
                 std::thread::sleep(due - now);
             }
             let slow = i % 10 == 9;
+            let call = who.call_on(&pool, move || {
+                std::thread::sleep(if slow {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_micros(100)
+                });
+            });
             tasks.push(handle.spawn(async move {
                 let t = Instant::now();
-                who.call(move || {
-                    std::thread::sleep(if slow {
-                        Duration::from_millis(50)
-                    } else {
-                        Duration::from_micros(100)
-                    });
-                })
-                .await;
+                call.await;
                 (slow, t.elapsed())
             }));
         }
@@ -1057,6 +1059,7 @@ fn mixed_stream(_: &mut Criterion) {
                 "calls",
             );
         }
+        retire(pool);
     }
     res.save();
 }
@@ -1115,7 +1118,9 @@ fn cpu_bound(_: &mut Criterion) {
     );
     for who in CONTENDERS {
         let rt = runtime(true);
-        let watch = Watch::start(who, None);
+        // offthread on a pool of its own, so its threads are the ones these bodies grew.
+        let pool = matches!(who, Contender::Offthread).then(|| Pool::builder().build());
+        let watch = Watch::start(who, pool.as_ref());
         let cpu0 = cpu_time();
         let walls: Vec<Duration> = (0..rounds)
             .map(|_| {
@@ -1123,9 +1128,11 @@ fn cpu_bound(_: &mut Criterion) {
                     let start = Instant::now();
                     let tasks: Vec<_> = (0..CALLERS)
                         .map(|_| {
+                            let pool = pool.clone();
                             tokio::spawn(async move {
                                 for _ in 0..per_caller {
-                                    black_box(who.call(move || spin_work(black_box(iters))).await);
+                                    let work = move || spin_work(black_box(iters));
+                                    black_box(who.call_on(&pool, work).await);
                                 }
                             })
                         })
@@ -1155,6 +1162,7 @@ fn cpu_bound(_: &mut Criterion) {
         res.add(n, "throughput", rate, "jobs/s");
         res.ms(n, "cpu/job (5 ms of work)", cpu);
         watch.record(&mut res, n, "", threads);
+        retire(pool);
     }
     res.save();
 }

@@ -16,8 +16,8 @@
 //!    adds one thread at a time: busy loops get threads slowly, blocked ones fast.
 //! 2. **Throughput.** If the queue moves but too slowly because threads sit *blocked*
 //!    (sleeping, on I/O; or, where the OS cannot tell, inside a body for over a tick), the
-//!    pool grows to clear the backlog within [`DRAIN_HORIZON`], at the best average job
-//!    time seen since the backlog formed, by at most one thread per blocked thread each
+//!    pool grows to clear the backlog within [`DRAIN_HORIZON`], at the average job
+//!    time of the last few ticks, by at most one thread per blocked thread each
 //!    tick. A thousand 1 ms sleeps get some fifty threads; microsecond jobs never trigger
 //!    it, since by the estimate the threads there clear thousands of them well within the
 //!    horizon; bodies that compute get none, since they block nobody.
@@ -123,10 +123,12 @@ pub(crate) struct Growth {
     credit: u64,
     /// The last few ticks, for job times.
     window: VecDeque<Point>,
-    /// The shortest average job time seen in a window since the backlog formed. Jobs slow
-    /// down when threads outnumber cores, which would make the backlog look longer and ask
-    /// for yet more threads; the best time seen is the honest estimate.
-    best_per_job: Option<u64>,
+    /// The average job time over the last window that saw jobs finish. (An earlier rule
+    /// took the best average since the backlog formed, so that jobs slowed by threads
+    /// outnumbering cores could not ask for yet more threads; but in a mix of quick and
+    /// slow calls the best average is the quick calls', and the backlog of slow ones went
+    /// unseen. Oversubscribed cores no longer inflate growth: only blocked threads count.)
+    per_job: Option<u64>,
 }
 
 impl Growth {
@@ -156,14 +158,14 @@ impl Growth {
             self.window.pop_front();
         }
         if s.queued == 0 {
-            self.best_per_job = None;
+            self.per_job = None;
             return 0;
         }
         let (first, last) = (self.window[0], self.window[self.window.len() - 1]);
         if let Some(per_job) =
             (last.run_ns - first.run_ns).checked_div(last.finished - first.finished)
         {
-            self.best_per_job = Some(self.best_per_job.map_or(per_job, |b| b.min(per_job)));
+            self.per_job = Some(per_job);
         }
         // A free worker will take the job; a full pool cannot grow.
         if s.free > 0 || s.threads >= s.max_threads {
@@ -196,9 +198,9 @@ impl Growth {
         if blocked == 0 || self.window.len() < RATE_WINDOW / 2 {
             return 0;
         }
-        // How long one job takes: the best recent average, or, before any finished, at
+        // How long one job takes: the recent average, or, before any finished, at
         // least as long as the longest running one has taken so far.
-        let per_job = self.best_per_job.unwrap_or(s.long.longest_ns);
+        let per_job = self.per_job.unwrap_or(s.long.longest_ns);
         let wanted = (s.queued as f64 * per_job as f64 / nanos(DRAIN_HORIZON) as f64).ceil();
         let wanted = (wanted as usize).min(s.threads + s.queued);
         if wanted <= s.threads {
