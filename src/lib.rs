@@ -34,7 +34,7 @@
 //! ```ignore
 //! fn word_count(text: &str) -> ::offthread::Offload<usize> {
 //!     let copy = ToOwned::to_owned(text);
-//!     ::offthread::__private::spawn(::offthread::default_pool(), move || {
+//!     ::offthread::Pool::spawn(::offthread::default_pool(), move || {
 //!         let text: &str = Borrow::borrow(&copy);
 //!         text.split_whitespace().count()
 //!     })
@@ -73,8 +73,32 @@
 //! | `pool = DB` | run on this pool (a `static` that derefs to [`Pool`], or any `&Pool`) instead of the [default pool](default_pool) |
 //! | `limit = N` | at most `N` bodies of this function run at once; excess callers wait asynchronously in FIFO order, holding no thread and no queue slot. A body that calls its own `limit`ed function again (and blocks on it) waits for a permit it may itself hold: don't recurse through a limit |
 //! | `timeout = "250ms"` | for `Result<T, E>` with `E: From<offthread::Error>`: past the time, the call resolves to `Err(E::from(err))` with `err.is_timeout()`; a body not yet started never starts, a running one sees [`is_cancelled`] turn true |
+//! | `timeout_error = path` | with `timeout`, for an error type with no `From<offthread::Error>` (a foreign one, such as `diesel::result::Error`): a `fn(offthread::Error) -> E`; past the time, the call resolves to `Err(path(err))` |
 //! | `sync = name` | also keep the original blocking function, under `name` |
 //! | `crate = path` | where to find `offthread` if it was renamed in `Cargo.toml` |
+//!
+//! An error type you cannot give `From<offthread::Error>` (it belongs to another crate) takes
+//! a timeout through a conversion named in the attribute:
+//!
+//! ```
+//! use offthread::offload;
+//!
+//! #[derive(Debug)]
+//! enum LibError { TimedOut, NotFound }   // stands for `diesel::result::Error`
+//!
+//! fn timed_out(_: offthread::Error) -> LibError { LibError::TimedOut }
+//!
+//! #[offload(timeout = "20ms", timeout_error = timed_out)]
+//! fn lookup(slow: bool) -> Result<u8, LibError> {
+//!     if slow { std::thread::sleep(std::time::Duration::from_secs(1)); }
+//!     Err(LibError::NotFound)
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! assert!(matches!(lookup(true).await, Err(LibError::TimedOut)));
+//! assert!(matches!(lookup(false).await, Err(LibError::NotFound)));
+//! # });
+//! ```
 //!
 //! # Per-worker resources: `#[local]`
 //!

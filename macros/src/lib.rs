@@ -6,7 +6,9 @@
 //! and the `Offload<T>` future the expansion refers to.
 
 mod args;
+mod errors;
 mod expand;
+mod item;
 mod receiver;
 mod signature;
 mod validate;
@@ -43,7 +45,7 @@ use proc_macro::TokenStream;
 /// ```ignore
 /// fn checksum(path: &Path) -> ::offthread::Offload<std::io::Result<u32>> {
 ///     let copy = ::std::borrow::ToOwned::to_owned(path); // a PathBuf, made at the call
-///     ::offthread::__private::spawn(::offthread::__private::default_pool(), move || -> std::io::Result<u32> {
+///     ::offthread::Pool::spawn(::offthread::default_pool(), move || -> std::io::Result<u32> {
 ///         let path: &Path = ::std::borrow::Borrow::borrow(&copy);
 ///         let bytes = std::fs::read(path)?;
 ///         Ok(crc32(&bytes))
@@ -88,6 +90,14 @@ use proc_macro::TokenStream;
 /// `async fn`, `const fn`, `unsafe fn`, `extern` functions and variadic functions are
 /// rejected, each with an error on the offending keyword.
 ///
+/// A rejected function is still emitted, in the shape it would have had (the `Offload<R>`
+/// signature, with a body that never runs), so the callers that `.await` it compile and the
+/// only errors are the attribute's own.
+///
+/// The body is the user's code, untouched: inner attributes (`#![allow(..)]`) stay inside it
+/// (and inside the `sync` twin), and a syntax error in it is reported by the compiler where
+/// it is.
+///
 /// # Options
 ///
 /// All optional, each at most once, separated by commas:
@@ -96,7 +106,8 @@ use proc_macro::TokenStream;
 /// | --- | --- |
 /// | `pool = DB` | run on this pool instead of the default one. `DB` is a path to a `static` that dereferences to `offthread::Pool` (such as `static DB: LazyLock<Pool>`), or any expression of type `&Pool`; it is evaluated at each call. |
 /// | `limit = N` | at most `N` bodies of this function run at once, across all callers. Excess callers wait asynchronously, in FIFO order, without holding a thread or a queue slot. The permit is held until the body returns, even if the caller has dropped the future. `N` is a constant expression of type `usize`, at least 1. |
-/// | `timeout = "250ms"` | only for functions returning `Result<T, E>` (spelled `Result<..>`, so `io::Result<T>` counts) with `E: From<offthread::Error>`: if the body has not finished in time, the future resolves to `Err(E::from(err))` where `err.is_timeout()`. A body not yet started never starts; a running one sees `offthread::is_cancelled()` turn true. Units `ms`, `s` and `m`, whole numbers only. With `limit`, the time spent waiting for a permit counts. |
+/// | `timeout = "250ms"` | only for functions returning `Result<T, E>` (spelled `Result<..>` or an alias ending in `Result`, so `io::Result<T>` and Diesel's `QueryResult<T>` count): if the body has not finished in time, the future resolves to `Err(E::from(err))` where `err.is_timeout()`, which needs `E: From<offthread::Error>`; for an error type without it, name a conversion with `timeout_error`. A body not yet started never starts; a running one sees `offthread::is_cancelled()` turn true. Units `ms`, `s` and `m`, whole numbers only. With `limit`, the time spent waiting for a permit counts. |
+/// | `timeout_error = path` | with `timeout`: a function (or a closure that captures nothing) `fn(offthread::Error) -> E` that makes the function's error type from the timeout, for an `E` with no `From<offthread::Error>`, such as `diesel::result::Error`: the future resolves to `Err(path(err))`. |
 /// | `sync = name` | also emit the original blocking function under `name`, with the same attributes, visibility, generics and parameters, for sync callers and tests. Not in trait impls, where the extra method would not belong to the trait. |
 /// | `crate = path` | the path of the `offthread` crate when it was renamed in `Cargo.toml` (`crate = ::my_offthread`). |
 ///
@@ -106,6 +117,16 @@ use proc_macro::TokenStream;
 /// #[offload(pool = DB, limit = 4, timeout = "2s", sync = find_user_blocking)]
 /// pub fn find_user(conn: DbHandle, name: &str) -> Result<User, DbError> {
 ///     conn.query_user(name)
+/// }
+///
+/// // Diesel's error has no `From<offthread::Error>` (and cannot be given one outside Diesel):
+/// fn to_diesel(err: offthread::Error) -> diesel::result::Error {
+///     diesel::result::Error::QueryBuilderError(Box::new(err))
+/// }
+///
+/// #[offload(pool = DB, timeout = "2s", timeout_error = to_diesel)]
+/// fn count_users(conn: DbHandle) -> diesel::QueryResult<i64> {
+///     conn.count_users()
 /// }
 /// ```
 ///
@@ -150,7 +171,8 @@ use proc_macro::TokenStream;
 ///
 /// - `#[local] conn: &T` gives the body a shared borrow of the same value (`&*` of it).
 /// - It goes anywhere in the parameter list, next to `&self` or `self`, and works with every
-///   option. With `sync = name`, the blocking twin keeps the parameter as an ordinary one
+///   option. With `#[cfg(..)]` on it, the function exists in two forms: with the resource
+///   where the `cfg` holds, and without it (an ordinary offloaded function) where it does not. With `sync = name`, the blocking twin keeps the parameter as an ordinary one
 ///   (`find_user_blocking(&mut my_conn, 7)`): sync callers pass their own value.
 /// - At most one `#[local]` parameter per function: to give a body two resources, put them in
 ///   one struct and register that.
@@ -172,14 +194,5 @@ use proc_macro::TokenStream;
 /// `Offload` is already `#[must_use]`, and for the extra `Offload<..>` around the return type.
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(item);
-    match validate::check(args.into(), item.clone()) {
-        Ok(checked) => expand::expand(checked).into(),
-        // The item is still emitted, so the only errors are ours.
-        Err(err) => {
-            let mut out = signature::fallback(item);
-            out.extend(err.into_compile_error());
-            out.into()
-        }
-    }
+    item::offload(args.into(), item.into()).into()
 }

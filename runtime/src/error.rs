@@ -130,10 +130,10 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// # use offthread_runtime::__private::{spawn, with_timeout, default_pool};
+    /// # use offthread_runtime::__private::with_timeout;
     /// use std::time::Duration;
     /// let call = with_timeout(
-    ///     spawn(default_pool(), || -> Result<(), offthread_runtime::Error> {
+    ///     offthread_runtime::spawn(|| -> Result<(), offthread_runtime::Error> {
     ///         std::thread::sleep(Duration::from_millis(200));
     ///         Ok(())
     ///     }),

@@ -166,30 +166,9 @@ where
 #[doc(hidden)]
 pub mod __private {
     pub use crate::limit::Limit;
-    pub use crate::{default_pool, Error, Offload, Pool};
-    pub use ::core::{
-        future::Future, marker::Send, option::Option, result::Result, time::Duration,
-    };
+    pub use crate::{Error, Offload, Pool};
+    pub use ::core::{result::Result, time::Duration};
     pub use ::std::borrow::{Borrow, ToOwned};
-    pub use ::std::boxed::Box;
-    pub use ::std::sync::Arc;
-
-    /// `pool = EXPR`: `pool_ref(&*(EXPR))` accepts a `static` that derefs to a pool and any
-    /// `&Pool`, through deref coercion.
-    #[inline]
-    pub fn pool_ref(pool: &Pool) -> &Pool {
-        pool
-    }
-
-    /// The job of one call, on `pool`.
-    #[inline]
-    pub fn spawn<F, T>(pool: &Pool, f: F) -> Offload<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        pool.spawn(f)
-    }
 
     /// `#[local] conn: &mut L`: the job of one call whose body needs the worker's own `L`
     /// (see [`Builder::worker_local`](crate::Builder::worker_local)). On a pool with no
@@ -212,6 +191,27 @@ pub mod __private {
         call
     }
 
+    /// The error types `timeout = ".."` can put a timeout into by itself: those with
+    /// `From<offthread::Error>`. For any other, the attribute names a conversion with
+    /// `timeout_error = path`, and the expansion calls [`with_timeout_as`] instead.
+    #[diagnostic::on_unimplemented(
+        message = "`timeout` cannot turn a timeout into `{Self}`: it has no `From<offthread::Error>`",
+        label = "the error type of this function",
+        note = "name a conversion in the attribute: `timeout_error = to_my_error`, where `fn to_my_error(e: offthread::Error) -> {Self}`",
+        note = "or, for an error type of your own crate, implement `From<offthread::Error>` for it"
+    )]
+    pub trait TimeoutError {
+        /// The error a timeout becomes.
+        fn from_timeout(error: Error) -> Self;
+    }
+
+    impl<E: From<Error>> TimeoutError for E {
+        #[inline]
+        fn from_timeout(error: Error) -> Self {
+            E::from(error)
+        }
+    }
+
     /// `timeout = ".."`: past `after`, the call resolves to `Err(E::from(timeout error))`.
     #[inline]
     pub fn with_timeout<T, E>(
@@ -219,9 +219,21 @@ pub mod __private {
         after: Duration,
     ) -> Offload<Result<T, E>>
     where
-        E: From<Error>,
+        E: TimeoutError,
     {
-        call.set_timeout(after, |e| Err(E::from(e)));
+        call.set_timeout(after, |e| Err(E::from_timeout(e)));
+        call
+    }
+
+    /// `timeout = "..", timeout_error = f`: past `after`, the call resolves to
+    /// `on_timeout(timeout error)`, which the expansion writes as `|e| Err(f(e))`.
+    #[inline]
+    pub fn with_timeout_as<T>(
+        mut call: Offload<T>,
+        after: Duration,
+        on_timeout: fn(Error) -> T,
+    ) -> Offload<T> {
+        call.set_timeout(after, on_timeout);
         call
     }
 }

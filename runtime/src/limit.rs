@@ -20,10 +20,11 @@ use std::task::{Context, Poll, Waker};
 /// # Examples
 ///
 /// ```
-/// use offthread_runtime::__private::{spawn, with_limit, default_pool, Limit};
+/// use offthread_runtime::__private::{with_limit, Limit};
+/// use offthread_runtime::default_pool;
 /// static ONE: Limit = Limit::new(1);
-/// let a = with_limit(spawn(default_pool(), || 1), &ONE);
-/// let b = with_limit(spawn(default_pool(), || 2), &ONE);
+/// let a = with_limit(default_pool().spawn(|| 1), &ONE);
+/// let b = with_limit(default_pool().spawn(|| 2), &ONE);
 /// assert_eq!(futures::executor::block_on(async { a.await + b.await }), 3);
 /// ```
 pub struct Limit {
