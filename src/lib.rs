@@ -131,6 +131,62 @@
 //! A pool without a `worker_local` of that type fails the call with an error naming the type
 //! and the pool.
 //!
+//! # Traits and impl blocks: the repository pattern
+//!
+//! `#[offload]` on a trait declares each of its methods to return [`Offload<R>`], a concrete
+//! future type: the trait stays dyn-compatible (`Arc<dyn UserRepo>` in an app's state) with
+//! no boxed futures. On an impl block it offloads every method with a body, with the block's
+//! options as defaults; a method's own `#[offload(..)]` adds to or overrides them, and
+//! `#[offload(skip)]` leaves a method alone. A fake for tests answers with
+//! [`Offload::ready`], which needs no pool:
+//!
+//! ```
+//! use std::sync::{Arc, LazyLock};
+//! use offthread::{offload, Offload, Pool};
+//!
+//! #[offload]
+//! trait UserRepo: Send + Sync {
+//!     fn name(&self, id: u32) -> Option<String>;   // declared `-> Offload<Option<String>>`
+//! }
+//!
+//! struct Conn;   // stands for a real connection, e.g. Diesel's `SqliteConnection`
+//! impl Conn {
+//!     fn query_name(&mut self, id: u32) -> Option<String> { (id == 7).then(|| "ada".into()) }
+//! }
+//!
+//! static DB: LazyLock<Pool> =
+//!     LazyLock::new(|| Pool::builder().name("db").worker_local(|| Conn).build());
+//!
+//! #[derive(Clone)]
+//! struct SqlRepo;
+//!
+//! #[offload(pool = DB)]
+//! impl UserRepo for SqlRepo {
+//!     fn name(&self, #[local] conn: &mut Conn, id: u32) -> Option<String> {
+//!         conn.query_name(id)   // on a "db-*" thread, with that thread's connection
+//!     }
+//! }
+//!
+//! struct FakeRepo;
+//!
+//! impl UserRepo for FakeRepo {
+//!     fn name(&self, _: u32) -> Offload<Option<String>> {
+//!         Offload::ready(Some("fake".into()))
+//!     }
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let repos: [Arc<dyn UserRepo>; 2] = [Arc::new(SqlRepo), Arc::new(FakeRepo)];
+//! assert_eq!(repos[0].name(7).await.as_deref(), Some("ada"));
+//! assert_eq!(repos[1].name(7).await.as_deref(), Some("fake"));
+//! # });
+//! ```
+//!
+//! A trait method with a default body is an error (the trait cannot know that `Self` can be
+//! copied to a worker), unless it is `#[offload(skip)]`, which keeps it a plain method. In
+//! impl blocks, `sync = name` goes on a method (and only in inherent impls), and
+//! constructors and other methods that should not be offloaded take `#[offload(skip)]`.
+//!
 //! # Cancellation, panics and errors
 //!
 //! Drop an [`Offload`] before its body starts and the body never runs. Drop it while the

@@ -144,6 +144,27 @@ impl Args {
         args
     }
 
+    /// The options of a method inside an `#[offload]` impl block: the method's own, then the
+    /// block's for every option the method does not give.
+    pub fn or(self, block: &Args) -> Args {
+        let mut given = self.given;
+        for (key, ident) in &block.given {
+            if !given.iter().any(|(seen, _)| seen == key) {
+                given.push((*key, ident.clone()));
+            }
+        }
+        Args {
+            pool: self.pool.or_else(|| block.pool.clone()),
+            limit: self.limit.or_else(|| block.limit.clone()),
+            timeout: self.timeout.or_else(|| block.timeout.clone()),
+            timeout_error: self.timeout_error.or_else(|| block.timeout_error.clone()),
+            sync: self.sync.or_else(|| block.sync.clone()),
+            krate: self.krate.or_else(|| block.krate.clone()),
+            skip: self.skip,
+            given,
+        }
+    }
+
     /// Parses one `key = value` (or `skip`).
     fn parse_one(&mut self, input: ParseStream) -> syn::Result<()> {
         let keys = key_list();

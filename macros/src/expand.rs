@@ -335,7 +335,7 @@ fn without_variadic(mut sig: Signature) -> Signature {
 }
 
 /// The path of the facade crate: the user's `crate = path`, or `::offthread` with `span`.
-fn krate_path(args: &Args, span: Span) -> TokenStream {
+pub fn krate_path(args: &Args, span: Span) -> TokenStream {
     match &args.krate {
         // The user's tokens, moved to `span` (a span of the user's, so the path still
         // resolves where it was written).

@@ -1,7 +1,8 @@
-//! What `#[offload]` is on: a function with a body, or anything else (rejected, with the
-//! place `#[offload]` goes instead).
+//! What `#[offload]` is on: a function with a body, an impl block or a trait (`blocks.rs`),
+//! or anything else (rejected, with the places `#[offload]` goes instead).
 
 use crate::args::Args;
+use crate::blocks;
 use crate::errors::Errors;
 use crate::expand;
 use crate::signature::{strip_local, Function};
@@ -13,6 +14,33 @@ use quote::ToTokens;
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = Args::parse(args, &mut errors);
+    let (keyword, _) = first_keyword(item.clone());
+    let block = match keyword.as_str() {
+        "impl" => Some(blocks::impl_block(
+            args.clone(),
+            Errors::default(),
+            item.clone(),
+        )),
+        "trait" => Some(blocks::trait_block(
+            args.clone(),
+            Errors::default(),
+            item.clone(),
+        )),
+        _ => None,
+    };
+    match block {
+        Some(Ok(mut out)) => {
+            out.extend(errors.into_compile_errors());
+            return out;
+        }
+        Some(Err(err)) => {
+            let mut out = not_a_function_fallback(item);
+            errors.push(err);
+            out.extend(errors.into_compile_errors());
+            return out;
+        }
+        None => {}
+    }
     match syn::parse2::<Function>(item.clone()) {
         Ok(func) => function(args, func, Place::Alone, errors),
         Err(err) => {
@@ -65,11 +93,9 @@ fn not_a_function(item: TokenStream, parse_error: syn::Error) -> syn::Error {
         matches!(item.clone().into_iter().last(), Some(TokenTree::Punct(p)) if p.as_char() == ';');
     let (keyword, span) = first_keyword(item);
     let message = match keyword.as_str() {
-        "impl" => "#[offload] goes on each method of an impl block, not on the block: write it above the `fn`s to offload",
-        "trait" => "#[offload] goes on the methods of an impl, not on a trait: declare the trait method as `fn m(&self) -> impl Future<Output = R> + Send;` and put #[offload] on the method in each impl",
         "fn" | "async" | "const" | "unsafe" | "extern" if !ends_in_semicolon => return parse_error,
-        "fn" | "async" | "const" | "unsafe" | "extern" => "#[offload] needs a function with a body: on a trait method without one, declare it as `fn m(&self) -> impl Future<Output = R> + Send;` and put #[offload] on the method in each impl",
-        _ => "#[offload] can only be used on a function (a free function, an inherent method, or a method of a trait impl)",
+        "fn" | "async" | "const" | "unsafe" | "extern" => "#[offload] needs a function with a body: for a method of a trait, put #[offload] on the trait itself, which declares every method to return `offthread::Offload<R>`, and on the impl blocks",
+        _ => "#[offload] can only be used on a function, an impl block or a trait",
     };
     syn::Error::new(span, message)
 }
@@ -91,6 +117,11 @@ fn first_keyword(item: TokenStream) -> (String, Span) {
                     tokens.next();
                 }
             }
+            // `unsafe impl`, `unsafe trait`, `auto trait`: the item's keyword comes next.
+            TokenTree::Ident(ident)
+                if (ident == "unsafe" || ident == "auto")
+                    && matches!(tokens.peek(), Some(TokenTree::Ident(next)) if next == "impl" || next == "trait") =>
+                {}
             TokenTree::Ident(ident) => return (ident.to_string(), ident.span()),
             _ => return (String::new(), token.span()),
         }

@@ -6,6 +6,7 @@
 //! and the `Offload<T>` future the expansion refers to.
 
 mod args;
+mod blocks;
 mod errors;
 mod expand;
 mod item;
@@ -71,8 +72,48 @@ use proc_macro::TokenStream;
 /// not, rustc's error points at that parameter. The return type cannot borrow from the
 /// parameters (`-> &str` is rejected; `-> &'static str` is fine).
 ///
-/// It goes on free functions, inherent methods, and methods of trait impls whose trait
-/// declares the method as `fn m(&self, ..) -> impl Future<Output = R> + Send`:
+/// # Traits and impl blocks
+///
+/// On a trait, it declares every method to return `offthread::Offload<R>`, a concrete future
+/// type, so the trait stays dyn-compatible (`Arc<dyn Repo>`) with no boxed futures. On an impl
+/// block (inherent, or of such a trait), it offloads every method with a body, with the
+/// block's options as defaults; a method's own `#[offload(..)]` adds to them or overrides
+/// them, `#[offload(skip)]` leaves a method alone (a constructor, a cheap getter), and items
+/// other than methods pass through.
+///
+/// ```ignore
+/// #[offload]
+/// pub trait UserRepo: Send + Sync {
+///     fn find(&self, id: i32) -> QueryResult<User>;   // -> Offload<QueryResult<User>>
+///     #[offload(skip)]
+///     fn name(&self) -> &'static str { "users" }      // a plain method, left alone
+/// }
+///
+/// #[offload(pool = DB, timeout = "2s", timeout_error = to_diesel)]
+/// impl UserRepo for SqliteRepo {
+///     fn find(&self, #[local] conn: &mut SqliteConnection, id: i32) -> QueryResult<User> {
+///         users::table.find(id).first(conn)
+///     }
+/// }
+///
+/// impl UserRepo for FakeRepo {   // for tests: no pool, no thread
+///     fn find(&self, id: i32) -> Offload<QueryResult<User>> {
+///         Offload::ready(self.users.get(&id).cloned().ok_or(NotFound))
+///     }
+/// }
+/// ```
+///
+/// - A trait method with a default body is rejected: the trait cannot know that `Self` can
+///   be copied to a worker thread. Write the body in each impl, or mark the method
+///   `#[offload(skip)]` to keep it a plain, blocking method. In a trait, the options other
+///   than `crate` belong to the impls and are rejected, as are `#[local]` parameters (callers
+///   of the trait do not pass them: put them on the impl's method) and `&mut` parameters.
+/// - In an impl block, `sync = name` goes on a method (one name, one function), and not in
+///   an impl of a trait; `skip` goes on a method, not on the block.
+///
+/// A single method of a trait impl can also carry `#[offload]` by itself, when its trait
+/// declares it as `fn m(&self, ..) -> offthread::Offload<R>` or as
+/// `fn m(&self, ..) -> impl Future<Output = R> + Send`:
 ///
 /// ```ignore
 /// trait Store {
@@ -110,6 +151,7 @@ use proc_macro::TokenStream;
 /// | `timeout_error = path` | with `timeout`: a function (or a closure that captures nothing) `fn(offthread::Error) -> E` that makes the function's error type from the timeout, for an `E` with no `From<offthread::Error>`, such as `diesel::result::Error`: the future resolves to `Err(path(err))`. |
 /// | `sync = name` | also emit the original blocking function under `name`, with the same attributes, visibility, generics and parameters, for sync callers and tests. Not in trait impls, where the extra method would not belong to the trait. |
 /// | `crate = path` | the path of the `offthread` crate when it was renamed in `Cargo.toml` (`crate = ::my_offthread`). |
+/// | `skip` | on a method of an `#[offload]` impl block or trait: leave this method alone. |
 ///
 /// ```ignore
 /// static DB: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("db").build());

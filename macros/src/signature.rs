@@ -246,3 +246,15 @@ pub fn pretty(ty: &impl ToTokens) -> String {
     }
     text
 }
+
+impl ToTokens for Function {
+    /// The function as written (a method left alone by `#[offload(skip)]`).
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        for attr in &self.attrs {
+            attr.to_tokens(tokens);
+        }
+        self.vis.to_tokens(tokens);
+        self.sig.to_tokens(tokens);
+        self.body.to_tokens(tokens);
+    }
+}

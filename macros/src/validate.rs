@@ -7,7 +7,7 @@
 use crate::args::{Args, Key};
 use crate::errors::Errors;
 use crate::signature::{
-    arg_attrs, arg_kind, is_local, pretty, returns_result, Function, Kind, Local,
+    arg_attrs, arg_kind, is_local, output, pretty, returns_result, Function, Kind, Local,
 };
 use proc_macro2::TokenStream;
 use syn::visit_mut::{self, VisitMut};
@@ -18,6 +18,10 @@ use syn::{FnArg, Lifetime, Meta, Type, TypeBareFn, TypeReference};
 pub enum Place {
     /// A function on its own (a free function, or a method annotated by itself).
     Alone,
+    /// A method of an `#[offload]` impl block of a type.
+    InherentImpl,
+    /// A method of an `#[offload]` impl block of a trait.
+    TraitImpl,
 }
 
 /// How one accepted parameter reaches the job.
@@ -62,12 +66,16 @@ pub struct Rejected {
 /// Checks a function and its options together, adding to the `errors` found so far (those
 /// of the options).
 pub fn check(
-    args: Args,
+    mut args: Args,
     func: Function,
     place: Place,
     mut errors: Errors,
 ) -> Result<Checked, Box<Rejected>> {
     check_options(&args, &func, place, &mut errors);
+    if place == Place::TraitImpl {
+        // Rejected above: the twin would be one more error, "not a member of trait".
+        args.sync = None;
+    }
     check_signature(&func.sig, &mut errors);
     let params = check_params(&func, &mut errors);
     check_output(func.output(), &mut errors);
@@ -76,6 +84,27 @@ pub fn check(
     } else {
         Err(Box::new(Rejected { args, func, errors }))
     }
+}
+
+/// Checks the declaration of a method of an `#[offload]` trait, whose return type becomes
+/// `Offload<R>`: the same rules as a function's signature, and no `#[local]` parameter,
+/// which the trait's callers do not pass.
+pub fn check_declaration(sig: &syn::Signature, errors: &mut Errors) {
+    check_signature(sig, errors);
+    for arg in &sig.inputs {
+        match arg_kind(arg) {
+            Kind::Moved | Kind::Copied(_) => {}
+            Kind::MutRef(and_mut) => errors.spanned(
+                and_mut,
+                "a method of an #[offload] trait cannot take `&mut`: its body runs later on another thread, on a copy, so the change would be lost; take the value by value and return it, or, for a per-worker resource such as a connection, put a `#[local]` parameter on the method in the impl",
+            ),
+            Kind::Local(local) => errors.spanned(
+                &local.attr,
+                "callers of the trait do not pass a `#[local]` resource: leave the parameter out of the trait's method and put `#[local] conn: &mut Conn` on the method in the impl",
+            ),
+        }
+    }
+    check_output(output(sig), errors);
 }
 
 /// Options that do not fit this function or this place.
@@ -103,11 +132,16 @@ fn check_options(args: &Args, func: &Function, place: Place, errors: &mut Errors
         }
     }
     for (key, ident) in &args.given {
-        if let (Key::Skip, Place::Alone) = (key, place) {
-            errors.spanned(
+        match (key, place) {
+            (Key::Skip, Place::Alone) => errors.spanned(
                 ident,
                 "`skip` leaves one method of an #[offload] impl block or trait alone; on a function of its own, remove the #[offload] attribute instead",
-            );
+            ),
+            (Key::Sync, Place::TraitImpl) => errors.spanned(
+                ident,
+                "`sync` cannot be used in an impl of a trait: the blocking twin would be a method the trait does not declare; use it in an inherent impl block, or call a free function from the method",
+            ),
+            _ => {}
         }
     }
 }
