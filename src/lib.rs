@@ -31,7 +31,7 @@
 //! Borrowed arguments are copied at the call (`&str` to `String`, `&[u8]` to `Vec<u8>`,
 //! `&Path` to `PathBuf`, `&T` to a clone), so the future borrows nothing from the caller:
 //!
-//! ```ignore
+//! ```text
 //! fn word_count(text: &str) -> ::offthread::Offload<usize> {
 //!     let copy = ToOwned::to_owned(text);
 //!     ::offthread::Pool::spawn(::offthread::default_pool(), move || {

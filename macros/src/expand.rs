@@ -33,7 +33,7 @@
 //! ```
 //!
 //! With a `#[local] conn: &mut Conn` parameter, the parameter leaves the signature and the job
-//! is `spawn_local::<Conn, _, _>(pool, move |conn: &mut Conn| -> R { .. })`; for `&Conn`, the
+//! is `Pool::spawn_local::<Conn, _, _>(pool, move |conn: &mut Conn| -> R { .. })`; for `&Conn`, the
 //! body starts with `let conn: &Conn = &*conn;`. A `#[cfg(..)]` on that parameter makes two
 //! functions, one under the `cfg` with the parameter and one under its negation without.
 //!
@@ -230,7 +230,7 @@ fn expand_one(checked: Checked) -> TokenStream {
         ),
         Some(LocalParam { ty, pat }) => (
             quote_spanned!(first=> move |#pat: &mut #ty|),
-            quote_spanned!(output_span=> #krate_at_output::__private::spawn_local::<#ty, _, _>),
+            quote_spanned!(output_span=> #krate_at_output::Pool::spawn_local::<#ty, _, _>),
         ),
     };
     let spawn = quote_spanned! {output_span=>

@@ -24,32 +24,34 @@ use proc_macro::TokenStream;
 /// what the body returned. Calling it runs nothing: the first poll submits the body to the
 /// pool, like an `async fn`. It works under any executor.
 ///
-/// ```ignore
+/// ```
 /// use offthread::offload;
+/// use std::path::Path;
 ///
 /// #[offload]
 /// fn checksum(path: &Path) -> std::io::Result<u32> {
 ///     let bytes = std::fs::read(path)?; // blocking: runs on the pool
-///     Ok(crc32(&bytes))
+///     Ok(bytes.iter().map(|&b| u32::from(b)).sum())
 /// }
 ///
-/// let sum = checksum(Path::new("big.iso")).await?;
+/// # futures::executor::block_on(async {
+/// let sum = checksum(Path::new("Cargo.toml")).await?;
+/// assert!(sum > 0);
+/// # std::io::Result::Ok(())
+/// # }).unwrap();
 /// ```
-///
-/// (The examples here are not compiled: this crate cannot depend on `offthread`. The
-/// `offthread` crate carries the same examples as compiled doctests.)
 ///
 /// # What it expands to
 ///
 /// The body moves into a closure handed to the pool, and the function returns the job:
 ///
-/// ```ignore
+/// ```text
 /// fn checksum(path: &Path) -> ::offthread::Offload<std::io::Result<u32>> {
 ///     let copy = ::std::borrow::ToOwned::to_owned(path); // a PathBuf, made at the call
 ///     ::offthread::Pool::spawn(::offthread::default_pool(), move || -> std::io::Result<u32> {
 ///         let path: &Path = ::std::borrow::Borrow::borrow(&copy);
 ///         let bytes = std::fs::read(path)?;
-///         Ok(crc32(&bytes))
+///         Ok(bytes.iter().map(|&b| u32::from(b)).sum())
 ///     })
 /// }
 /// ```
@@ -81,26 +83,53 @@ use proc_macro::TokenStream;
 /// them, `#[offload(skip)]` leaves a method alone (a constructor, a cheap getter), and items
 /// other than methods pass through.
 ///
-/// ```ignore
+/// ```
+/// use std::sync::{Arc, LazyLock};
+/// use offthread::{offload, Offload, Pool};
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// pub struct User { pub id: i32 }
+/// #[derive(Debug)]
+/// pub enum DbError { NotFound, TimedOut }          // stands for `diesel::result::Error`
+/// pub struct Conn;                                 // stands for `SqliteConnection`
+///
+/// fn timed_out(_: offthread::Error) -> DbError { DbError::TimedOut }
+///
+/// static DB: LazyLock<Pool> =
+///     LazyLock::new(|| Pool::builder().name("db").worker_local(|| Conn).build());
+///
 /// #[offload]
 /// pub trait UserRepo: Send + Sync {
-///     fn find(&self, id: i32) -> QueryResult<User>;   // -> Offload<QueryResult<User>>
+///     fn find(&self, id: i32) -> Result<User, DbError>; // -> Offload<Result<User, DbError>>
 ///     #[offload(skip)]
-///     fn name(&self) -> &'static str { "users" }      // a plain method, left alone
+///     fn name(&self) -> &'static str { "users" }        // a plain method, left alone
 /// }
 ///
-/// #[offload(pool = DB, timeout = "2s", timeout_error = to_diesel)]
-/// impl UserRepo for SqliteRepo {
-///     fn find(&self, #[local] conn: &mut SqliteConnection, id: i32) -> QueryResult<User> {
-///         users::table.find(id).first(conn)
+/// #[derive(Clone)]
+/// pub struct SqlRepo;
+///
+/// #[offload(pool = DB, timeout = "2s", timeout_error = timed_out)]
+/// impl UserRepo for SqlRepo {
+///     fn find(&self, #[local] conn: &mut Conn, id: i32) -> Result<User, DbError> {
+///         let _: &mut Conn = conn;                      // the worker's own connection
+///         if id == 7 { Ok(User { id }) } else { Err(DbError::NotFound) }
 ///     }
 /// }
 ///
-/// impl UserRepo for FakeRepo {   // for tests: no pool, no thread
-///     fn find(&self, id: i32) -> Offload<QueryResult<User>> {
-///         Offload::ready(self.users.get(&id).cloned().ok_or(NotFound))
+/// pub struct FakeRepo;                                  // for tests: no pool, no thread
+///
+/// impl UserRepo for FakeRepo {
+///     fn find(&self, id: i32) -> Offload<Result<User, DbError>> {
+///         Offload::ready(Ok(User { id }))
 ///     }
 /// }
+///
+/// # futures::executor::block_on(async {
+/// let repo: Arc<dyn UserRepo> = Arc::new(SqlRepo);
+/// assert_eq!(repo.find(7).await.unwrap(), User { id: 7 });
+/// let fake: Arc<dyn UserRepo> = Arc::new(FakeRepo);
+/// assert_eq!(fake.find(8).await.unwrap(), User { id: 8 });
+/// # });
 /// ```
 ///
 /// - A trait method with a default body is rejected: the trait cannot know that `Self` can
@@ -115,10 +144,17 @@ use proc_macro::TokenStream;
 /// declares it as `fn m(&self, ..) -> offthread::Offload<R>` or as
 /// `fn m(&self, ..) -> impl Future<Output = R> + Send`:
 ///
-/// ```ignore
+/// ```
+/// use offthread::offload;
+/// use std::future::Future;
+/// use std::path::PathBuf;
+///
 /// trait Store {
 ///     fn get(&self, key: &str) -> impl Future<Output = Option<Vec<u8>>> + Send;
 /// }
+///
+/// #[derive(Clone)]
+/// struct Disk { dir: PathBuf }
 ///
 /// impl Store for Disk {
 ///     #[offload]
@@ -126,6 +162,9 @@ use proc_macro::TokenStream;
 ///         std::fs::read(self.dir.join(key)).ok()
 ///     }
 /// }
+///
+/// let disk = Disk { dir: PathBuf::from(".") };
+/// assert!(futures::executor::block_on(disk.get("Cargo.toml")).is_some());
 /// ```
 ///
 /// `async fn`, `const fn`, `unsafe fn`, `extern` functions and variadic functions are
@@ -153,23 +192,41 @@ use proc_macro::TokenStream;
 /// | `crate = path` | the path of the `offthread` crate when it was renamed in `Cargo.toml` (`crate = ::my_offthread`). |
 /// | `skip` | on a method of an `#[offload]` impl block or trait: leave this method alone. |
 ///
-/// ```ignore
+/// ```
+/// use std::sync::LazyLock;
+/// use offthread::{offload, Pool};
+///
+/// #[derive(Debug)]
+/// pub enum AppError { Offthread(offthread::Error), NotFound }
+/// impl From<offthread::Error> for AppError {
+///     fn from(e: offthread::Error) -> Self { AppError::Offthread(e) }
+/// }
+///
 /// static DB: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("db").build());
 ///
 /// #[offload(pool = DB, limit = 4, timeout = "2s", sync = find_user_blocking)]
-/// pub fn find_user(conn: DbHandle, name: &str) -> Result<User, DbError> {
-///     conn.query_user(name)
+/// pub fn find_user(name: &str) -> Result<String, AppError> {
+///     if name == "ada" { Ok(name.to_uppercase()) } else { Err(AppError::NotFound) }
 /// }
 ///
-/// // Diesel's error has no `From<offthread::Error>` (and cannot be given one outside Diesel):
-/// fn to_diesel(err: offthread::Error) -> diesel::result::Error {
-///     diesel::result::Error::QueryBuilderError(Box::new(err))
+/// // An error type of another crate cannot be given `From<offthread::Error>`, such as
+/// // `diesel::result::Error` (whose `QueryBuilderError` takes any error):
+/// #[derive(Debug)]
+/// pub enum ForeignError { QueryBuilderError(Box<dyn std::error::Error + Send + Sync>) }
+/// fn to_foreign(err: offthread::Error) -> ForeignError {
+///     ForeignError::QueryBuilderError(Box::new(err))
 /// }
 ///
-/// #[offload(pool = DB, timeout = "2s", timeout_error = to_diesel)]
-/// fn count_users(conn: DbHandle) -> diesel::QueryResult<i64> {
-///     conn.count_users()
+/// #[offload(pool = DB, timeout = "2s", timeout_error = to_foreign)]
+/// fn count_users() -> Result<i64, ForeignError> {
+///     Ok(2)
 /// }
+///
+/// # futures::executor::block_on(async {
+/// assert_eq!(find_user("ada").await.unwrap(), "ADA");
+/// assert_eq!(find_user_blocking("ada").unwrap(), "ADA");
+/// assert_eq!(count_users().await.unwrap(), 2);
+/// # });
 /// ```
 ///
 /// # Per-worker resources: `#[local]`
@@ -181,31 +238,41 @@ use proc_macro::TokenStream;
 /// needs one and reused by every later call there. There is no checkout per call, and `T`
 /// need not be `Send`.
 ///
-/// ```ignore
+/// ```
+/// use std::sync::LazyLock;
+/// use offthread::{offload, Pool};
+///
+/// pub struct SqliteConnection { queries: u32 } // stands for Diesel's
+///
 /// static DB: LazyLock<Pool> = LazyLock::new(|| {
 ///     Pool::builder()
 ///         .name("db")
 ///         .max_threads(4)
-///         .worker_local(|| SqliteConnection::establish("app.db").unwrap())
+///         .worker_local(|| SqliteConnection { queries: 0 }) // `establish("app.db")`, once per thread
 ///         .build()
 /// });
 ///
 /// #[offload(pool = DB)]
-/// fn find_user(#[local] conn: &mut SqliteConnection, id: i32) -> QueryResult<User> {
-///     users::table.find(id).first(conn)
+/// fn find_user(#[local] conn: &mut SqliteConnection, id: i32) -> Option<String> {
+///     conn.queries += 1;
+///     (id == 7).then(|| "ada".to_owned())
 /// }
 ///
-/// let user = find_user(7).await?; // no connection at the call
+/// # futures::executor::block_on(async {
+/// let user = find_user(7).await; // no connection at the call
+/// assert_eq!(user.as_deref(), Some("ada"));
+/// # });
 /// ```
 ///
 /// It expands to the worker-local form of the job, whose closure takes the worker's value:
 ///
-/// ```ignore
-/// fn find_user(id: i32) -> ::offthread::Offload<QueryResult<User>> {
-///     ::offthread::__private::spawn_local::<SqliteConnection, _, _>(
-///         ::offthread::__private::pool_ref(&*(DB)),
-///         move |conn: &mut SqliteConnection| -> QueryResult<User> {
-///             users::table.find(id).first(conn)
+/// ```text
+/// fn find_user(id: i32) -> ::offthread::Offload<Option<String>> {
+///     ::offthread::Pool::spawn_local::<SqliteConnection, _, _>(
+///         &*(DB),
+///         move |conn: &mut SqliteConnection| -> Option<String> {
+///             conn.queries += 1;
+///             (id == 7).then(|| "ada".to_owned())
 ///         },
 ///     )
 /// }
@@ -214,7 +281,8 @@ use proc_macro::TokenStream;
 /// - `#[local] conn: &T` gives the body a shared borrow of the same value (`&*` of it).
 /// - It goes anywhere in the parameter list, next to `&self` or `self`, and works with every
 ///   option. With `#[cfg(..)]` on it, the function exists in two forms: with the resource
-///   where the `cfg` holds, and without it (an ordinary offloaded function) where it does not. With `sync = name`, the blocking twin keeps the parameter as an ordinary one
+///   where the `cfg` holds, and without it (an ordinary offloaded function) where it does
+///   not. With `sync = name`, the blocking twin keeps the parameter as an ordinary one
 ///   (`find_user_blocking(&mut my_conn, 7)`): sync callers pass their own value.
 /// - At most one `#[local]` parameter per function: to give a body two resources, put them in
 ///   one struct and register that.

@@ -38,7 +38,7 @@ use crate::pool::Pool;
 /// # Examples
 ///
 /// ```
-/// use offthread_runtime::{Offload, Pool};
+/// use offthread::{Offload, Pool};
 ///
 /// let pool = Pool::builder().name("fs").build();
 /// let len: Offload<usize> = pool.spawn(|| std::fs::read("Cargo.toml").map_or(0, |b| b.len()));
@@ -109,7 +109,7 @@ impl<T> Offload<T> {
     /// # Examples
     ///
     /// ```
-    /// use offthread_runtime::Offload;
+    /// use offthread::Offload;
     ///
     /// trait Users {
     ///     fn name(&self, id: u32) -> Offload<Option<String>>;
@@ -151,7 +151,7 @@ impl<T> Offload<T> {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let r = futures::executor::block_on(pool.spawn(|| -> u8 { panic!("bad input") }).checked());
     /// let err = r.unwrap_err();
     /// assert!(err.is_panic());
@@ -342,7 +342,7 @@ impl<T> std::fmt::Debug for Offload<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let pool = offthread_runtime::Pool::builder().build();
+/// let pool = offthread::Pool::builder().build();
 /// pool.shutdown(Duration::ZERO);
 /// let r = futures::executor::block_on(pool.spawn(|| 1).checked());
 /// assert!(r.unwrap_err().is_shutdown());
