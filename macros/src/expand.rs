@@ -327,8 +327,8 @@ pub fn rejected(rejected: Box<Rejected>) -> TokenStream {
 /// A signature without its C variadic `...`, which rustc rejects in a Rust function anyway.
 fn without_variadic(mut sig: Signature) -> Signature {
     if sig.variadic.take().is_some() {
-        if let Some(pair) = sig.inputs.pop() {
-            sig.inputs.push(pair.into_value());
+        if let Some(arg) = sig.inputs.pop() {
+            sig.inputs.push(arg);
         }
     }
     sig
@@ -590,6 +590,7 @@ fn inferable(mut ty: Type) -> Type {
         fn visit_type_mut(&mut self, ty: &mut Type) {
             if let Type::ImplTrait(impl_trait) = ty {
                 *ty = Type::Infer(syn::TypeInfer {
+                    attrs: Vec::new(),
                     underscore_token: syn::Token![_](impl_trait.impl_token.span),
                 });
                 return;

@@ -12,8 +12,8 @@ use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::{
-    Attribute, FnArg, Ident, Pat, PatType, Receiver, ReturnType, Signature, Type, TypeReference,
-    Visibility,
+    Attribute, FnArg, Ident, Pat, PatType, Receiver, ReceiverKind, ReturnType, Signature, Type,
+    TypeReference, Visibility,
 };
 
 /// A function with a body, as written.
@@ -101,7 +101,7 @@ pub enum Kind {
     Moved,
     /// `&T` (and `&self`): copied with `ToOwned` at call time; the body borrows the copy.
     /// Holds the `T`.
-    Copied(Type),
+    Copied(Box<Type>),
     /// `&mut T` (and `&mut self`): rejected by `validate`. Holds the `&mut` tokens.
     MutRef(TokenStream),
     /// `#[local] conn: &mut T` (or `&T`): not passed by the caller; the body gets the worker's
@@ -184,14 +184,15 @@ pub fn remove_local_params(sig: &mut Signature) {
 
 /// The kind of a receiver: `self`, `mut self`, `&self`, `&mut self`, `self: TYPE`.
 fn receiver_kind(receiver: &Receiver) -> Kind {
-    match &receiver.reference {
-        Some((and, _)) => match &receiver.mutability {
-            Some(mutability) => Kind::MutRef(quote::quote!(#and #mutability)),
-            None => Kind::Copied(syn::parse_quote!(Self)),
-        },
-        // `self`, `mut self`, or `self: TYPE` (`colon_token` set; `ty` is the written type).
-        None if receiver.colon_token.is_some() => type_kind(&receiver.ty),
-        None => Kind::Moved,
+    match &receiver.kind {
+        ReceiverKind::Reference(and, _, Some(mutability)) => {
+            Kind::MutRef(quote::quote!(#and #mutability))
+        }
+        ReceiverKind::Reference(..) => Kind::Copied(Box::new(syn::parse_quote!(Self))),
+        ReceiverKind::Typed(_, ty) => type_kind(ty),
+        // `self`, `mut self`; and receivers newer than this macro, which rustc then checks
+        // as moved values.
+        _ => Kind::Moved,
     }
 }
 
@@ -203,7 +204,7 @@ fn type_kind(ty: &Type) -> Kind {
             mutability: Some(mutability),
             ..
         }) => Kind::MutRef(quote::quote!(#and_token #mutability)),
-        Type::Reference(TypeReference { elem, .. }) => Kind::Copied((**elem).clone()),
+        Type::Reference(TypeReference { elem, .. }) => Kind::Copied(elem.clone()),
         _ => Kind::Moved,
     }
 }

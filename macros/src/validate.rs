@@ -11,7 +11,7 @@ use crate::signature::{
 };
 use proc_macro2::TokenStream;
 use syn::visit_mut::{self, VisitMut};
-use syn::{FnArg, Lifetime, Meta, Type, TypeBareFn, TypeReference};
+use syn::{FnArg, Lifetime, Meta, Type, TypeFnPtr, TypeReference};
 
 /// Where the function is, for the options that only make sense in some places.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -160,7 +160,7 @@ fn check_signature(sig: &syn::Signature, errors: &mut Errors) {
             "#[offload] makes the function awaitable by itself: remove `async` and write the body as the plain blocking code it is (an async body would need an executor on the pool thread)",
         ));
     }
-    if let Some(token) = &sig.unsafety {
+    if let syn::Safety::Unsafe(token) = &sig.safety {
         errors.push(syn::Error::new_spanned(
             token,
             "an `unsafe fn` cannot be offloaded: its safety contract is checked at the call, but the body would run later on another thread; make the function safe, or call it from an #[offload] function that upholds the contract",
@@ -188,7 +188,7 @@ fn check_params(func: &Function, errors: &mut Errors) -> Vec<Pass> {
     for arg in &func.sig.inputs {
         match arg_kind(arg) {
             Kind::Moved => params.push(Pass::Moved),
-            Kind::Copied(ty) => params.push(Pass::Copied(ty)),
+            Kind::Copied(ty) => params.push(Pass::Copied(*ty)),
             Kind::MutRef(and_mut) => {
                 let message = match arg {
                     FnArg::Receiver(_) => "`&mut self` cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take `self` by value and return it (`fn m(self) -> Self`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
@@ -336,7 +336,7 @@ impl VisitMut for Borrows {
 
     // Inside `fn(&str) -> usize`, `Fn(&str)` and `for<'a> ...` the lifetimes are the function
     // type's own, not borrows of the arguments.
-    fn visit_type_bare_fn_mut(&mut self, _: &mut TypeBareFn) {}
+    fn visit_type_fn_ptr_mut(&mut self, _: &mut TypeFnPtr) {}
 
     fn visit_parenthesized_generic_arguments_mut(
         &mut self,
