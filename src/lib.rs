@@ -23,6 +23,9 @@
 //! ```
 //!
 //! It works under any executor: tokio (both flavours), smol, `futures::executor::block_on`.
+//! offthread brings none of its own, so add the one your program runs on: `futures` for
+//! `futures::executor::block_on` (as in most examples here), `tokio` with the
+//! `rt-multi-thread` and `macros` features for `#[tokio::main]`, or `smol`.
 //!
 //! # What it expands to
 //!

@@ -278,12 +278,24 @@ fn renamed_body(body: TokenStream) -> TokenStream {
 
 /// A rejected function in the shape it would have had: the signature callers would see (the
 /// return type `Offload<R>`, no `#[local]` parameters, none of the qualifiers that were
-/// rejected) with a body that never runs, and the `sync = name` twin, next to the errors. Its
+/// rejected) with a body that never runs (or, when the result holds an `impl Trait`, the
+/// user's body, which gives it its type), and the `sync = name` twin, next to the errors. Its
 /// callers then compile, and the only errors are the macro's own.
 pub fn rejected(rejected: Box<Rejected>) -> TokenStream {
     let Rejected { args, func, errors } = *rejected;
     let krate = krate_path(&args, Span::call_site());
-    let (inner_attrs, _) = func.split_body();
+    let (inner_attrs, body) = func.split_body();
+    // A body that never runs has no type to give an `impl Trait` in the result: then the
+    // user's body, as written, defines it.
+    let opaque = func.output().is_some_and(contains_impl_trait);
+    let (never, never_sync) = if opaque {
+        (quote!(#krate::Offload::ready({ #body })), body)
+    } else {
+        (
+            quote!(::core::unimplemented!()),
+            quote!(::core::unimplemented!()),
+        )
+    };
     let Function {
         attrs, vis, sig, ..
     } = func;
@@ -295,7 +307,7 @@ pub fn rejected(rejected: Box<Rejected>) -> TokenStream {
         quote! {
             #(#attrs)*
             #[allow(unused_variables, unused_mut, clippy::unimplemented)]
-            #vis #sig { #inner_attrs ::core::unimplemented!() }
+            #vis #sig { #inner_attrs #never_sync }
         }
     });
     sig.asyncness = None;
@@ -318,7 +330,7 @@ pub fn rejected(rejected: Box<Rejected>) -> TokenStream {
             clippy::type_complexity,
             clippy::unimplemented
         )]
-        #vis #sig { #inner_attrs ::core::unimplemented!() }
+        #vis #sig { #inner_attrs #never }
         #sync
         #errors
     }

@@ -167,9 +167,10 @@ where
 #[doc(hidden)]
 pub mod __private {
     pub use crate::limit::Limit;
-    pub use crate::{Error, Offload, Pool};
     pub use ::core::{result::Result, time::Duration};
     pub use ::std::borrow::{Borrow, ToOwned};
+
+    use crate::{Error, Offload, Pool};
 
     /// [`Pool::spawn_local`] as a free function. The expansion uses `Pool::spawn_local`;
     /// this stays for the runtime's scheduling tests that call it, until they do too.
