@@ -120,14 +120,15 @@ fn check_block_args(args: &Args, errors: &mut Errors) {
     }
 }
 
-/// `#[offload(args)]` on an impl block.
-pub fn impl_block(args: Args, mut errors: Errors, item: TokenStream) -> syn::Result<TokenStream> {
+/// `#[offload(args)]` on an impl block. Problems with the block go to `errors`; each
+/// method's go next to that method.
+pub fn impl_block(args: &Args, errors: &mut Errors, item: TokenStream) -> syn::Result<TokenStream> {
     let Some((header, body)) = split_braces(&item) else {
         return Err(syn::Error::new_spanned(item, "expected an impl block"));
     };
     let mut block: ItemImpl = syn::parse2(quote!(#header {}))?;
     let (inner_attrs, items) = parse_items::<ImplItem>(&body)?;
-    check_block_args(&args, &mut errors);
+    check_block_args(args, errors);
     let place = if block.trait_.is_some() {
         Place::TraitImpl
     } else {
@@ -146,35 +147,37 @@ pub fn impl_block(args: Args, mut errors: Errors, item: TokenStream) -> syn::Res
                         .chain(func.to_token_stream())
                         .collect()
                 } else {
-                    function(own.or(&args), *func, place, method_errors)
+                    function(own.or(args), *func, place, method_errors)
                 }
             }
             Inner::Other(other) => other.into_token_stream(),
         };
         block.items.push(ImplItem::Verbatim(tokens));
     }
-    let mut out = block.into_token_stream();
-    out.extend(errors.into_compile_errors());
-    Ok(out)
+    Ok(block.into_token_stream())
 }
 
 /// `#[offload(args)]` on a trait definition.
-pub fn trait_block(args: Args, mut errors: Errors, item: TokenStream) -> syn::Result<TokenStream> {
+pub fn trait_block(
+    args: &Args,
+    errors: &mut Errors,
+    item: TokenStream,
+) -> syn::Result<TokenStream> {
     let Some((header, body)) = split_braces(&item) else {
         return Err(syn::Error::new_spanned(item, "expected a trait"));
     };
     let mut block: ItemTrait = syn::parse2(quote!(#header {}))?;
     let (inner_attrs, items) = parse_items::<TraitItem>(&body)?;
-    check_block_args(&args, &mut errors);
-    check_trait_args(&args, &mut errors);
-    let krate = expand::krate_path(&args, proc_macro2::Span::call_site());
+    check_block_args(args, errors);
+    check_trait_args(args, errors);
+    let krate = expand::krate_path(args, proc_macro2::Span::call_site());
     block.attrs.extend(inner_attrs);
     for inner in items {
         let tokens = match inner {
             // A default body.
             Inner::Function(mut func) => {
-                let own = method_args(&mut func.attrs, &mut errors);
-                check_trait_args(&own, &mut errors);
+                let own = method_args(&mut func.attrs, errors);
+                check_trait_args(&own, errors);
                 if own.skip.is_some() {
                     func.to_token_stream()
                 } else {
@@ -182,25 +185,23 @@ pub fn trait_block(args: Args, mut errors: Errors, item: TokenStream) -> syn::Re
                         func.body.span_open(),
                         "a method of an #[offload] trait cannot have a default body: the trait cannot know that `Self` can be copied to a worker thread; write the body in each impl (an #[offload] impl block offloads it), or mark the method `#[offload(skip)]` to keep it a plain method that is not offloaded",
                     ));
-                    declaration(&krate, func.attrs, func.sig, &mut errors)
+                    declaration(&krate, func.attrs, func.sig, errors)
                 }
             }
             Inner::Other(TraitItem::Fn(mut method)) => {
-                let own = method_args(&mut method.attrs, &mut errors);
-                check_trait_args(&own, &mut errors);
+                let own = method_args(&mut method.attrs, errors);
+                check_trait_args(&own, errors);
                 if own.skip.is_some() {
                     method.into_token_stream()
                 } else {
-                    declaration(&krate, method.attrs, method.sig, &mut errors)
+                    declaration(&krate, method.attrs, method.sig, errors)
                 }
             }
             Inner::Other(other) => other.into_token_stream(),
         };
         block.items.push(TraitItem::Verbatim(tokens));
     }
-    let mut out = block.into_token_stream();
-    out.extend(errors.into_compile_errors());
-    Ok(out)
+    Ok(block.into_token_stream())
 }
 
 /// In a trait, only `crate` (and `skip` on a method) mean something: the other options

@@ -16,31 +16,21 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = Args::parse(args, &mut errors);
     let (keyword, _) = first_keyword(item.clone());
     let block = match keyword.as_str() {
-        "impl" => Some(blocks::impl_block(
-            args.clone(),
-            Errors::default(),
-            item.clone(),
-        )),
-        "trait" => Some(blocks::trait_block(
-            args.clone(),
-            Errors::default(),
-            item.clone(),
-        )),
-        _ => None,
+        "impl" => blocks::impl_block(&args, &mut errors, item.clone()),
+        "trait" => blocks::trait_block(&args, &mut errors, item.clone()),
+        _ => return single(args, errors, item),
     };
-    match block {
-        Some(Ok(mut out)) => {
-            out.extend(errors.into_compile_errors());
-            return out;
-        }
-        Some(Err(err)) => {
-            let mut out = not_a_function_fallback(item);
-            errors.push(err);
-            out.extend(errors.into_compile_errors());
-            return out;
-        }
-        None => {}
-    }
+    // A block that does not parse is emitted as written, next to the parser's error.
+    let mut out = block.unwrap_or_else(|err| {
+        errors.push(err);
+        not_a_function_fallback(item)
+    });
+    out.extend(errors.into_compile_errors());
+    out
+}
+
+/// `#[offload(args)]` on a single function, or on an item it does not apply to.
+fn single(args: Args, mut errors: Errors, item: TokenStream) -> TokenStream {
     match syn::parse2::<Function>(item.clone()) {
         Ok(func) => function(args, func, Place::Alone, errors),
         Err(err) => {

@@ -296,12 +296,14 @@ use proc_macro::TokenStream;
 ///
 /// # Hygiene
 ///
-/// The expansion names everything by absolute paths (`::offthread::__private::...`), so it
-/// compiles in `#![no_implicit_prelude]` modules and next to user items named `core`, `std`,
-/// `Result` or `Box`; its own local names cannot clash with parameter names. It adds
-/// `#[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]` to the
-/// function: for trait impls, for a `#[must_use]` the user wrote on a function whose
-/// `Offload` is already `#[must_use]`, and for the extra `Offload<..>` around the return type.
+/// The expansion names everything by absolute paths (`::offthread::Pool::spawn`,
+/// `::offthread::__private::...`), so it compiles in `#![no_implicit_prelude]` modules and
+/// next to user items named `core`, `std`, `Result` or `Box`; its own local names cannot
+/// clash with parameter names. It adds `#[allow(refining_impl_trait, clippy::double_must_use,
+/// clippy::type_complexity, clippy::redundant_closure_call)]` to the function: for trait
+/// impls, for a `#[must_use]` the user wrote on a function whose `Offload` is already
+/// `#[must_use]`, for the extra `Offload<..>` around the return type, and for a
+/// `timeout_error` written as a closure, which the expansion calls in place.
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     item::offload(args.into(), item.into()).into()
