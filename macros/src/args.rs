@@ -106,6 +106,8 @@ pub struct Args {
     pub skip: Option<Ident>,
     /// Every key given, as written, where errors about a misplaced option point.
     pub given: Vec<(Key, Ident)>,
+    /// The keys a method of an impl block took from the block's options.
+    pub inherited: Vec<Key>,
 }
 
 /// `timeout = "250ms"`, checked and converted.
@@ -148,9 +150,11 @@ impl Args {
     /// block's for every option the method does not give.
     pub fn or(self, block: &Args) -> Args {
         let mut given = self.given;
+        let mut inherited = Vec::new();
         for (key, ident) in &block.given {
             if !given.iter().any(|(seen, _)| seen == key) {
                 given.push((*key, ident.clone()));
+                inherited.push(*key);
             }
         }
         Args {
@@ -162,6 +166,7 @@ impl Args {
             krate: self.krate.or_else(|| block.krate.clone()),
             skip: self.skip,
             given,
+            inherited,
         }
     }
 

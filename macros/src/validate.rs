@@ -115,12 +115,18 @@ fn check_options(args: &Args, func: &Function, place: Place, errors: &mut Errors
                 Some(ty) => format!("`{}`", pretty(ty)),
                 None => "`()`".to_owned(),
             };
-            errors.spanned(
-                &timeout.key,
+            // From the block of an impl: the method is named, and the ways out differ.
+            let message = if args.inherited.contains(&Key::Timeout) {
+                format!(
+                    "`timeout` needs methods that return `Result<T, E>`, so that a timeout can be returned as an error; `{}` returns {returns}: change its return type, move `timeout` from the block to the methods that return a `Result`, or mark this one `#[offload(skip)]`",
+                    func.sig.ident
+                )
+            } else {
                 format!(
                     "`timeout` needs a function that returns `Result<T, E>`, so that a timeout can be returned as an error; this one returns {returns}: change the return type, or remove `timeout`"
-                ),
-            );
+                )
+            };
+            errors.spanned(&timeout.key, message);
         }
     }
     if args.timeout.is_none() {
