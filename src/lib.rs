@@ -23,6 +23,9 @@
 //! ```
 //!
 //! It works under any executor: tokio (both flavours), smol, `futures::executor::block_on`.
+//! offthread brings none of its own, so add the one your program runs on: `futures` for
+//! `futures::executor::block_on` (as in most examples here), `tokio` with the
+//! `rt-multi-thread` and `macros` features for `#[tokio::main]`, or `smol`.
 //!
 //! # What it expands to
 //!
@@ -31,10 +34,10 @@
 //! Borrowed arguments are copied at the call (`&str` to `String`, `&[u8]` to `Vec<u8>`,
 //! `&Path` to `PathBuf`, `&T` to a clone), so the future borrows nothing from the caller:
 //!
-//! ```ignore
+//! ```text
 //! fn word_count(text: &str) -> ::offthread::Offload<usize> {
 //!     let copy = ToOwned::to_owned(text);
-//!     ::offthread::__private::spawn(::offthread::default_pool(), move || {
+//!     ::offthread::Pool::spawn(::offthread::default_pool(), move || {
 //!         let text: &str = Borrow::borrow(&copy);
 //!         text.split_whitespace().count()
 //!     })
@@ -73,8 +76,32 @@
 //! | `pool = DB` | run on this pool (a `static` that derefs to [`Pool`], or any `&Pool`) instead of the [default pool](default_pool) |
 //! | `limit = N` | at most `N` bodies of this function run at once; excess callers wait asynchronously in FIFO order, holding no thread and no queue slot. A body that calls its own `limit`ed function again (and blocks on it) waits for a permit it may itself hold: don't recurse through a limit |
 //! | `timeout = "250ms"` | for `Result<T, E>` with `E: From<offthread::Error>`: past the time, the call resolves to `Err(E::from(err))` with `err.is_timeout()`; a body not yet started never starts, a running one sees [`is_cancelled`] turn true |
+//! | `timeout_error = path` | with `timeout`, for an error type with no `From<offthread::Error>` (a foreign one, such as `diesel::result::Error`): a `fn(offthread::Error) -> E`; past the time, the call resolves to `Err(path(err))` |
 //! | `sync = name` | also keep the original blocking function, under `name` |
 //! | `crate = path` | where to find `offthread` if it was renamed in `Cargo.toml` |
+//!
+//! An error type you cannot give `From<offthread::Error>` (it belongs to another crate) takes
+//! a timeout through a conversion named in the attribute:
+//!
+//! ```
+//! use offthread::offload;
+//!
+//! #[derive(Debug)]
+//! enum LibError { TimedOut, NotFound }   // stands for `diesel::result::Error`
+//!
+//! fn timed_out(_: offthread::Error) -> LibError { LibError::TimedOut }
+//!
+//! #[offload(timeout = "20ms", timeout_error = timed_out)]
+//! fn lookup(slow: bool) -> Result<u8, LibError> {
+//!     if slow { std::thread::sleep(std::time::Duration::from_secs(1)); }
+//!     Err(LibError::NotFound)
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! assert!(matches!(lookup(true).await, Err(LibError::TimedOut)));
+//! assert!(matches!(lookup(false).await, Err(LibError::NotFound)));
+//! # });
+//! ```
 //!
 //! # Per-worker resources: `#[local]`
 //!
@@ -106,6 +133,62 @@
 //!
 //! A pool without a `worker_local` of that type fails the call with an error naming the type
 //! and the pool.
+//!
+//! # Traits and impl blocks: the repository pattern
+//!
+//! `#[offload]` on a trait declares each of its methods to return [`Offload<R>`], a concrete
+//! future type: the trait stays dyn-compatible (`Arc<dyn UserRepo>` in an app's state) with
+//! no boxed futures. On an impl block it offloads every method with a body, with the block's
+//! options as defaults; a method's own `#[offload(..)]` adds to or overrides them, and
+//! `#[offload(skip)]` leaves a method alone. A fake for tests answers with
+//! [`Offload::ready`], which needs no pool:
+//!
+//! ```
+//! use std::sync::{Arc, LazyLock};
+//! use offthread::{offload, Offload, Pool};
+//!
+//! #[offload]
+//! trait UserRepo: Send + Sync {
+//!     fn name(&self, id: u32) -> Option<String>;   // declared `-> Offload<Option<String>>`
+//! }
+//!
+//! struct Conn;   // stands for a real connection, e.g. Diesel's `SqliteConnection`
+//! impl Conn {
+//!     fn query_name(&mut self, id: u32) -> Option<String> { (id == 7).then(|| "ada".into()) }
+//! }
+//!
+//! static DB: LazyLock<Pool> =
+//!     LazyLock::new(|| Pool::builder().name("db").worker_local(|| Conn).build());
+//!
+//! #[derive(Clone)]
+//! struct SqlRepo;
+//!
+//! #[offload(pool = DB)]
+//! impl UserRepo for SqlRepo {
+//!     fn name(&self, #[local] conn: &mut Conn, id: u32) -> Option<String> {
+//!         conn.query_name(id)   // on a "db-*" thread, with that thread's connection
+//!     }
+//! }
+//!
+//! struct FakeRepo;
+//!
+//! impl UserRepo for FakeRepo {
+//!     fn name(&self, _: u32) -> Offload<Option<String>> {
+//!         Offload::ready(Some("fake".into()))
+//!     }
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let repos: [Arc<dyn UserRepo>; 2] = [Arc::new(SqlRepo), Arc::new(FakeRepo)];
+//! assert_eq!(repos[0].name(7).await.as_deref(), Some("ada"));
+//! assert_eq!(repos[1].name(7).await.as_deref(), Some("fake"));
+//! # });
+//! ```
+//!
+//! A trait method with a default body is an error (the trait cannot know that `Self` can be
+//! copied to a worker), unless it is `#[offload(skip)]`, which keeps it a plain method. In
+//! impl blocks, `sync = name` goes on a method (and only in inherent impls), and
+//! constructors and other methods that should not be offloaded take `#[offload(skip)]`.
 //!
 //! # Cancellation, panics and errors
 //!

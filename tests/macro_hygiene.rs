@@ -1,5 +1,5 @@
-//! The expansion names everything absolutely and its locals cannot clash with the user's
-//! (CONTRACT §2): it compiles inside `#![no_implicit_prelude]`, next to user items named
+//! The expansion names everything absolutely and its locals cannot clash with the user's:
+//! it compiles inside `#![no_implicit_prelude]`, next to user items named
 //! `core`, `std`, `Result`, `Option`, `Box` and `__private`, with parameters named like the
 //! expansion's own locals, and without warnings under `deny(warnings, clippy::pedantic)`
 //! (CI runs clippy over the tests).

@@ -1,4 +1,4 @@
-//! `#[local]` parameters (CONTRACT §2): a per-worker resource registered with
+//! `#[local]` parameters: a per-worker resource registered with
 //! `Builder::worker_local`, which callers never pass. Each behaviour is observed through a
 //! `Counter` that knows which value it is (`id`) and how often it was used (`calls`), under
 //! tokio and under `futures::executor::block_on`.

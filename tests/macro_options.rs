@@ -1,5 +1,5 @@
-//! The options of `#[offload(..)]` (CONTRACT §2 table), each observed by its effect:
-//! `limit` bounds the bodies running at once, `timeout` fires on a slow body only, `pool`
+//! The options of `#[offload(..)]`, each observed by its effect: `limit` bounds the bodies
+//! running at once, `timeout` fires on a slow body only (`timeout_error` shapes its error), `pool`
 //! picks the threads, `sync` keeps a blocking twin callable without any executor.
 
 #![deny(warnings)]
@@ -159,6 +159,56 @@ fn timeout_works_on_io_result_and_gives_timed_out() {
     assert_eq!(futures::executor::block_on(slow_io(0)).unwrap(), 0);
     let err = futures::executor::block_on(slow_io(500)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
+// ---- timeout_error: a foreign error type with no `From<offthread::Error>` ----
+
+/// Diesel's error cannot implement `From<offthread::Error>` (both are foreign here): a
+/// timeout becomes one of its variants through a function named in the attribute.
+fn to_diesel(err: offthread::Error) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(err))
+}
+
+#[offload(timeout = "30ms", timeout_error = to_diesel)]
+fn slow_query(ms: u64) -> diesel::QueryResult<u64> {
+    std::thread::sleep(Duration::from_millis(ms));
+    if ms == 1 {
+        return Err(diesel::result::Error::NotFound);
+    }
+    Ok(ms)
+}
+
+fn timed_out(err: &diesel::result::Error) -> bool {
+    matches!(err, diesel::result::Error::QueryBuilderError(inner)
+        if inner.downcast_ref::<offthread::Error>().is_some_and(offthread::Error::is_timeout))
+}
+
+#[test]
+fn timeout_error_converts_a_timeout_into_a_foreign_error_type() {
+    assert_eq!(futures::executor::block_on(slow_query(0)).unwrap(), 0);
+    let err = futures::executor::block_on(slow_query(1)).unwrap_err();
+    assert!(
+        matches!(err, diesel::result::Error::NotFound),
+        "the body's own error: {err}"
+    );
+    let err = futures::executor::block_on(slow_query(1_000)).unwrap_err();
+    assert!(timed_out(&err), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_error_works_under_tokio_and_with_a_closure() {
+    #[offload(timeout = "30ms", timeout_error = |e: offthread::Error| e.to_string())]
+    fn slow(ms: u64) -> Result<u64, String> {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(ms)
+    }
+    assert_eq!(slow(0).await, Ok(0));
+    let err = slow(1_000).await.unwrap_err();
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{err}"
+    );
+    assert!(timed_out(&slow_query(1_000).await.unwrap_err()));
 }
 
 // ---- pool ----

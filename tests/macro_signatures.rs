@@ -1,4 +1,4 @@
-//! `#[offload]` accepts every real signature (CONTRACT §2): each shape below is awaited and
+//! `#[offload]` accepts every real signature: each shape below is awaited and
 //! its result checked, under tokio (both flavours) and `futures::executor::block_on`.
 
 #![deny(warnings)]

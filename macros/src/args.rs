@@ -1,23 +1,94 @@
-//! The attribute's options: `#[offload(pool = DB, limit = 2, timeout = "250ms", sync = name,
-//! crate = path)]`.
+//! The attribute's options: `#[offload(pool = DB, limit = 2, timeout = "250ms",
+//! timeout_error = to_db_error, sync = name, crate = path)]`, and `#[offload(skip)]` on a
+//! method of an `#[offload]` impl block or trait.
 //!
-//! One parser, one error style: every option is `key = value`, each key at most once. A
-//! problem with one option (unknown key, repeated key, missing or bad value) is recorded with
-//! a span on the user's token and parsing goes on at the next comma, so all problems of one
-//! attribute are reported together.
+//! One parser, one error style: every option is `key = value` (`skip` stands alone), each key
+//! at most once. A problem with one option (unknown key, repeated key, missing or bad value)
+//! is recorded with a span on the user's token and parsing goes on at the next comma, so all
+//! problems of one attribute are reported together.
 
-use crate::validate::Errors;
+use crate::errors::Errors;
 use proc_macro2::{TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, Ident, Lit, LitStr, Path, Token};
 
-/// The keys, in the order the error messages list them.
-const KEYS: &str = "`pool`, `limit`, `timeout`, `sync` and `crate`";
+/// Every option key, named once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Key {
+    /// `pool = DB`
+    Pool,
+    /// `limit = N`
+    Limit,
+    /// `timeout = "250ms"`
+    Timeout,
+    /// `timeout_error = path`
+    TimeoutError,
+    /// `sync = name`
+    Sync,
+    /// `crate = path`
+    Crate,
+    /// `skip`, on a method of an `#[offload]` impl block or trait
+    Skip,
+}
+
+impl Key {
+    /// Every key, in the order the error messages list them.
+    pub const ALL: [Key; 7] = [
+        Key::Pool,
+        Key::Limit,
+        Key::Timeout,
+        Key::TimeoutError,
+        Key::Sync,
+        Key::Crate,
+        Key::Skip,
+    ];
+
+    /// The key as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Pool => "pool",
+            Key::Limit => "limit",
+            Key::Timeout => "timeout",
+            Key::TimeoutError => "timeout_error",
+            Key::Sync => "sync",
+            Key::Crate => "crate",
+            Key::Skip => "skip",
+        }
+    }
+
+    /// The key written `name`, if any.
+    fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|key| key.name() == name)
+    }
+
+    /// How the option is written, for error messages.
+    fn example(self) -> &'static str {
+        match self {
+            Key::Pool => "a static that dereferences to `offthread::Pool`, or a `&Pool` expression, e.g. `pool = DB`",
+            Key::Limit => "how many bodies may run at once, e.g. `limit = 4`",
+            Key::Timeout => "a duration string such as `timeout = \"250ms\"` (units `ms`, `s`, `m`)",
+            Key::TimeoutError => "a function `fn(offthread::Error) -> E` that makes the function's error type from a timeout, e.g. `timeout_error = to_db_error`",
+            Key::Sync => "a function name, e.g. `sync = find_user_blocking`",
+            Key::Crate => "the path of the renamed offthread crate, e.g. `crate = my_offthread`",
+            Key::Skip => "`#[offload(skip)]`, alone, on a method of an #[offload] impl block or trait",
+        }
+    }
+}
+
+/// The keys as a list for error messages: "`pool`, `limit`, ... and `skip`".
+pub fn key_list() -> String {
+    let names: Vec<String> = Key::ALL
+        .iter()
+        .map(|key| format!("`{}`", key.name()))
+        .collect();
+    let (last, rest) = names.split_last().expect("there are keys");
+    format!("{} and {last}", rest.join(", "))
+}
 
 /// The parsed options. A field is `None` when its option was not given (or was given with a
 /// bad value, in which case an error was recorded).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Args {
     /// `pool = EXPR`: a path to a static that dereferences to `Pool`, or any `&Pool` expression.
     pub pool: Option<Expr>,
@@ -25,13 +96,22 @@ pub struct Args {
     pub limit: Option<Expr>,
     /// `timeout = "250ms"`.
     pub timeout: Option<Timeout>,
+    /// `timeout_error = EXPR`: a `fn(offthread::Error) -> E` for the timeout's error.
+    pub timeout_error: Option<Expr>,
     /// `sync = name`: also emit the original blocking function under this name.
     pub sync: Option<Ident>,
     /// `crate = path`: the path of the facade crate; `::offthread` when absent.
     pub krate: Option<Path>,
+    /// `skip`: leave this method of an impl block or trait alone.
+    pub skip: Option<Ident>,
+    /// Every key given, as written, where errors about a misplaced option point.
+    pub given: Vec<(Key, Ident)>,
+    /// The keys a method of an impl block took from the block's options.
+    pub inherited: Vec<Key>,
 }
 
 /// `timeout = "250ms"`, checked and converted.
+#[derive(Clone)]
 pub struct Timeout {
     /// The `timeout` key, where "this function cannot have a timeout" errors point.
     pub key: Ident,
@@ -46,10 +126,9 @@ impl Args {
     /// options that parsed are kept.
     pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
         let mut args = Args::default();
-        let mut seen = Vec::new();
         let parser = |input: ParseStream| {
             while !input.is_empty() {
-                if let Err(err) = args.parse_one(input, &mut seen) {
+                if let Err(err) = args.parse_one(input) {
                     errors.push(err);
                     skip_to_comma(input);
                 }
@@ -67,51 +146,81 @@ impl Args {
         args
     }
 
-    /// Parses one `key = value`.
-    fn parse_one(&mut self, input: ParseStream, seen: &mut Vec<String>) -> syn::Result<()> {
+    /// The options of a method inside an `#[offload]` impl block: the method's own, then the
+    /// block's for every option the method does not give.
+    pub fn or(self, block: &Args) -> Args {
+        let mut given = self.given;
+        let mut inherited = Vec::new();
+        for (key, ident) in &block.given {
+            if !given.iter().any(|(seen, _)| seen == key) {
+                given.push((*key, ident.clone()));
+                inherited.push(*key);
+            }
+        }
+        Args {
+            pool: self.pool.or_else(|| block.pool.clone()),
+            limit: self.limit.or_else(|| block.limit.clone()),
+            timeout: self.timeout.or_else(|| block.timeout.clone()),
+            timeout_error: self.timeout_error.or_else(|| block.timeout_error.clone()),
+            sync: self.sync.or_else(|| block.sync.clone()),
+            krate: self.krate.or_else(|| block.krate.clone()),
+            skip: self.skip,
+            given,
+            inherited,
+        }
+    }
+
+    /// Parses one `key = value` (or `skip`).
+    fn parse_one(&mut self, input: ParseStream) -> syn::Result<()> {
+        let keys = key_list();
         // `crate` is a keyword: `parse_any` accepts it like any other identifier.
-        let key = Ident::parse_any(input).map_err(|err| {
+        let ident = Ident::parse_any(input).map_err(|err| {
             syn::Error::new(
                 err.span(),
-                format!("expected an option such as `limit = 4`; the options are {KEYS}"),
+                format!("expected an option such as `limit = 4`; the options are {keys}"),
             )
         })?;
-        let name = key.to_string();
-        if !matches!(
-            name.as_str(),
-            "pool" | "limit" | "timeout" | "sync" | "crate"
-        ) {
+        let name = ident.to_string();
+        let Some(key) = Key::from_name(&name) else {
             return Err(syn::Error::new(
-                key.span(),
-                format!("unknown option `{name}`; the options are {KEYS}"),
+                ident.span(),
+                format!("unknown option `{name}`; the options are {keys}"),
             ));
-        }
+        };
         // A key counts as given even when its value was bad, so a repeat is still reported.
-        if seen.contains(&name) {
+        if self.given.iter().any(|(seen, _)| *seen == key) {
             return Err(syn::Error::new(
-                key.span(),
-                format!("`{name}` is given more than once; each of {KEYS} may appear once"),
+                ident.span(),
+                format!("`{name}` is given more than once; each of {keys} may appear once"),
             ));
         }
-        seen.push(name.clone());
+        self.given.push((key, ident.clone()));
+        if key == Key::Skip {
+            if input.peek(Token![=]) {
+                return Err(input.error("`skip` takes no value: write `#[offload(skip)]`"));
+            }
+            self.skip = Some(ident);
+            return Ok(());
+        }
         if !input.peek(Token![=]) {
             return Err(syn::Error::new(
-                key.span(),
-                format!("`{name}` needs a value: {}", example(&name)),
+                ident.span(),
+                format!("`{name}` needs a value: {}", key.example()),
             ));
         }
         input.parse::<Token![=]>()?;
         if input.is_empty() || input.peek(Token![,]) {
             return Err(syn::Error::new(
-                key.span(),
-                format!("`{name}` needs a value: {}", example(&name)),
+                ident.span(),
+                format!("`{name}` needs a value: {}", key.example()),
             ));
         }
-        match name.as_str() {
-            "pool" => self.pool = Some(input.parse()?),
-            "limit" => self.limit = Some(parse_limit(input)?),
-            "timeout" => self.timeout = Some(parse_timeout(key, input)?),
-            "sync" => {
+        match key {
+            Key::Pool => self.pool = Some(input.parse()?),
+            Key::Limit => self.limit = Some(parse_limit(input)?),
+            Key::Timeout => self.timeout = Some(parse_timeout(ident, input)?),
+            Key::TimeoutError => self.timeout_error = Some(input.parse()?),
+            Key::Sync => {
                 self.sync = Some(input.parse().map_err(|err| {
                     syn::Error::new(
                         err.span(),
@@ -119,26 +228,16 @@ impl Args {
                     )
                 })?);
             }
-            _ => self.krate = Some(parse_crate(input)?),
+            Key::Crate => self.krate = Some(parse_crate(input)?),
+            Key::Skip => unreachable!("`skip` takes no value and returned above"),
         }
         if !input.is_empty() && !input.peek(Token![,]) {
             return Err(input.error(format!(
                 "expected `,` after the value of `{name}`: {}",
-                example(&name)
+                key.example()
             )));
         }
         Ok(())
-    }
-}
-
-/// How each option is written, for error messages.
-fn example(key: &str) -> &'static str {
-    match key {
-        "pool" => "a static that dereferences to `offthread::Pool`, or a `&Pool` expression, e.g. `pool = DB`",
-        "limit" => "how many bodies may run at once, e.g. `limit = 4`",
-        "timeout" => "a duration string such as `timeout = \"250ms\"` (units `ms`, `s`, `m`)",
-        "sync" => "a function name, e.g. `sync = find_user_blocking`",
-        _ => "the path of the renamed offthread crate, e.g. `crate = my_offthread`",
     }
 }
 

@@ -11,6 +11,7 @@
 //! // Output:
 //! #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
 //! pub fn get(name: &str, n: u32) -> ::offthread::Offload<Result<String, E>> {
+//!     // (the body's inner attributes, `#![..]`, go here)
 //!     let __copy0 = <str as ::offthread::__private::ToOwned>::to_owned(name);
 //!     let __limit: &'static ::offthread::__private::Limit = {
 //!         static __OFFTHREAD_LIMIT: ::offthread::__private::Limit =
@@ -18,8 +19,8 @@
 //!         &__OFFTHREAD_LIMIT
 //!     };
 //!     ::offthread::__private::with_limit(
-//!         ::offthread::__private::spawn(
-//!             ::offthread::__private::default_pool(),
+//!         ::offthread::Pool::spawn(
+//!             ::offthread::default_pool(),
 //!             move || -> Result<String, E> {
 //!                 let name: &str = ::offthread::__private::Borrow::borrow(&__copy0);
 //!                 let mut n = n;
@@ -32,18 +33,24 @@
 //! ```
 //!
 //! With a `#[local] conn: &mut Conn` parameter, the parameter leaves the signature and the job
-//! is `spawn_local::<Conn, _, _>(pool, move |conn: &mut Conn| -> R { .. })`; for `&Conn`, the
-//! body starts with `let conn: &Conn = &*conn;`.
+//! is `Pool::spawn_local::<Conn, _, _>(pool, move |conn: &mut Conn| -> R { .. })`; for `&Conn`, the
+//! body starts with `let conn: &Conn = &*conn;`. A `#[cfg(..)]` on that parameter makes two
+//! functions, one under the `cfg` with the parameter and one under its negation without.
+//!
+//! A function that `validate` rejected is emitted by `rejected` in the same shape (the
+//! signature above, with a body that never runs), so its callers compile and the only errors
+//! are the macro's.
 //!
 //! Generated locals (`__copy0`, `__limit`, `__self`, `__arg0`, `__local`) are resolved at the
 //! macro's mixed site, so they can neither clash with nor be seen by the user's names.
 
 use crate::args::Args;
-use crate::receiver::{hidden_self, rename_self};
-use crate::signature::{arg_kind, plain_ident, Function, Kind};
-use crate::validate::Checked;
+use crate::receiver::{hidden_self, rename_in_tokens, rename_self};
+use crate::signature::{plain_ident, remove_local_params, strip_local, Function};
+use crate::validate::{Checked, Pass, Rejected};
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Attribute, FnArg, Ident, Lifetime, Pat, PatIdent, ReturnType, Signature, Type};
@@ -51,30 +58,108 @@ use syn::{Attribute, FnArg, Ident, Lifetime, Pat, PatIdent, ReturnType, Signatur
 /// Expands a checked function into the offloaded function (and, with `sync = name`, the
 /// original under that name).
 pub fn expand(checked: Checked) -> TokenStream {
-    let Checked { args, func } = checked;
+    match cfg_on_local(&checked) {
+        Some((index, predicates)) => {
+            let (with, without) = split_cfg_local(checked, index, &predicates);
+            let mut out = expand_one(with);
+            out.extend(expand_one(without));
+            out
+        }
+        None => expand_one(checked),
+    }
+}
+
+/// The `#[local]` parameter's index and its `#[cfg(..)]` predicates, if it has any.
+fn cfg_on_local(checked: &Checked) -> Option<(usize, Vec<TokenStream>)> {
+    let index = checked
+        .params
+        .iter()
+        .position(|pass| matches!(pass, Pass::Local { .. }))?;
+    let FnArg::Typed(typed) = &checked.func.sig.inputs[index] else {
+        return None;
+    };
+    let predicates: Vec<TokenStream> = typed
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::List(list) => Some(list.tokens.clone()),
+            _ => None,
+        })
+        .collect();
+    (!predicates.is_empty()).then_some((index, predicates))
+}
+
+/// A `#[cfg(..)]` on the `#[local]` parameter decides whether the job takes the worker's
+/// value at all, so the function is emitted twice: under `#[cfg(all(..))]` with the
+/// parameter, and under `#[cfg(not(all(..)))]` without it.
+fn split_cfg_local(
+    mut checked: Checked,
+    index: usize,
+    predicates: &[TokenStream],
+) -> (Checked, Checked) {
+    if let FnArg::Typed(typed) = &mut checked.func.sig.inputs[index] {
+        typed.attrs.retain(|attr| !attr.path().is_ident("cfg"));
+    }
+    let mut without = Checked {
+        args: checked.args.clone(),
+        func: Function {
+            attrs: checked.func.attrs.clone(),
+            vis: checked.func.vis.clone(),
+            sig: checked.func.sig.clone(),
+            body: checked.func.body.clone(),
+        },
+        params: Vec::new(),
+    };
+    without.func.sig.inputs = std::mem::take(&mut without.func.sig.inputs)
+        .into_iter()
+        .enumerate()
+        .filter(|(at, _)| *at != index)
+        .map(|(_, arg)| arg)
+        .collect();
+    without.params = checked
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(at, _)| *at != index)
+        .map(|(_, pass)| pass.clone())
+        .collect();
+    checked
+        .func
+        .attrs
+        .push(syn::parse_quote!(#[cfg(all(#(#predicates),*))]));
+    without
+        .func
+        .attrs
+        .push(syn::parse_quote!(#[cfg(not(all(#(#predicates),*)))]));
+    (checked, without)
+}
+
+/// Expands a checked function with no `#[cfg]` on its `#[local]` parameter.
+fn expand_one(checked: Checked) -> TokenStream {
+    let Checked { args, func, params } = checked;
     let krate = krate_path(&args, Span::call_site());
     let krate_at_output = krate_path(&args, output_span_of(&func.sig));
-    let private = quote!(#krate::__private);
-
     let sync = args.sync.as_ref().map(|name| {
         let Function {
             attrs,
             vis,
             sig,
-            block,
+            body,
         } = &func;
         let mut sig = sig.clone();
         sig.ident = name.clone();
         // Sync callers pass their own value for a `#[local]` parameter.
-        crate::signature::strip_local(&mut sig);
-        quote!(#(#attrs)* #vis #sig #block)
+        strip_local(&mut sig);
+        quote!(#(#attrs)* #vis #sig #body)
     });
 
+    let (inner_attrs, body) = func.split_body();
     let Function {
         attrs,
         vis,
         mut sig,
-        mut block,
+        ..
     } = func;
     let output = match &sig.output {
         ReturnType::Default => None,
@@ -84,19 +169,23 @@ pub fn expand(checked: Checked) -> TokenStream {
     let mut call_site = Vec::new(); // statements run at call time, before the job exists
     let mut in_job = Vec::new(); // statements run first in the job
     let mut local = None; // the `#[local]` parameter, if any (`validate` allows one)
-    for (index, arg) in sig.inputs.iter_mut().enumerate() {
-        if let Some(found) = bind_param(&args, index, arg, &mut call_site, &mut in_job) {
+    for (index, (arg, pass)) in sig.inputs.iter_mut().zip(&params).enumerate() {
+        if let Some(found) = bind_param(&args, index, arg, pass, &mut call_site, &mut in_job) {
             local = Some(found);
         }
     }
     // Callers do not pass the `#[local]` parameter: the job gets it from its worker.
     sig.inputs = std::mem::take(&mut sig.inputs)
         .into_iter()
-        .filter(|arg| !matches!(arg_kind(arg), Kind::Local(_)))
+        .zip(&params)
+        .filter(|(_, pass)| !matches!(pass, Pass::Local { .. }))
+        .map(|(arg, _)| arg)
         .collect();
-    if has_receiver(&sig) {
-        rename_self(&mut block);
-    }
+    let body = if has_receiver(&sig) {
+        renamed_body(body)
+    } else {
+        body
+    };
 
     // The closure's return type is written out so that `?` in the body knows its error type;
     // `impl Trait` cannot be written there, so such return types are left to inference.
@@ -113,17 +202,14 @@ pub fn expand(checked: Checked) -> TokenStream {
 
     let pool = match &args.pool {
         Some(expr) => {
-            let krate = krate_path(&args, expr.span());
             // `&*` turns a static that derefs to a pool into a `&Pool`; a `&..` the user wrote
             // coerces by itself (and `&*&X` would trip `clippy::deref_addrof`).
             match expr {
-                syn::Expr::Reference(_) => {
-                    quote_spanned!(expr.span()=> #krate::__private::pool_ref(#expr))
-                }
-                _ => quote_spanned!(expr.span()=> #krate::__private::pool_ref(&*(#expr))),
+                syn::Expr::Reference(_) => expr.to_token_stream(),
+                _ => quote_spanned!(expr.span()=> &*(#expr)),
             }
         }
-        None => quote!(#private::default_pool()),
+        None => quote!(#krate::default_pool()),
     };
     // The job's statements and the body's share one block (a nested block would trip
     // `unused_braces`). The closure runs from the first parameter's first token to the last
@@ -132,20 +218,19 @@ pub fn expand(checked: Checked) -> TokenStream {
     let (first, last) = params_span(&sig).unwrap_or((output_span, output_span));
     let mut stmts = TokenStream::new();
     stmts.extend(in_job);
-    for stmt in &block.stmts {
-        stmt.to_tokens(&mut stmts);
-    }
+    stmts.extend(body);
     let mut body = Group::new(Delimiter::Brace, stmts);
     body.set_span(last);
-    // The call is spanned on the return type, where "`R` cannot be sent" belongs.
+    // The call is spanned on the return type, where "`R` cannot be sent" belongs, and names
+    // the public `Pool::spawn`, which rustc's notes then name too.
     let (closure, spawn_path) = match &local {
         None => (
             quote_spanned!(first=> move ||),
-            quote_spanned!(output_span=> #krate_at_output::__private::spawn),
+            quote_spanned!(output_span=> #krate_at_output::Pool::spawn),
         ),
         Some(LocalParam { ty, pat }) => (
             quote_spanned!(first=> move |#pat: &mut #ty|),
-            quote_spanned!(output_span=> #krate_at_output::__private::spawn_local::<#ty, _, _>),
+            quote_spanned!(output_span=> #krate_at_output::Pool::spawn_local::<#ty, _, _>),
         ),
     };
     let spawn = quote_spanned! {output_span=>
@@ -155,8 +240,14 @@ pub fn expand(checked: Checked) -> TokenStream {
 
     quote! {
         #(#attrs)*
-        #[allow(refining_impl_trait, clippy::double_must_use, clippy::type_complexity)]
+        #[allow(
+            refining_impl_trait,
+            clippy::double_must_use,
+            clippy::type_complexity,
+            clippy::redundant_closure_call
+        )]
         #vis #sig {
+            #inner_attrs
             #(#call_site)*
             #limit
             #job
@@ -165,8 +256,98 @@ pub fn expand(checked: Checked) -> TokenStream {
     }
 }
 
+/// The body with every `self` that names the receiver renamed. A body that does not parse is
+/// renamed token by token, and rustc reports its syntax error where it is.
+fn renamed_body(body: TokenStream) -> TokenStream {
+    match syn::Block::parse_within.parse2(body.clone()) {
+        Ok(stmts) => {
+            let mut block = syn::Block {
+                brace_token: syn::token::Brace::default(),
+                stmts,
+            };
+            rename_self(&mut block);
+            let mut out = TokenStream::new();
+            for stmt in &block.stmts {
+                stmt.to_tokens(&mut out);
+            }
+            out
+        }
+        Err(_) => rename_in_tokens(body),
+    }
+}
+
+/// A rejected function in the shape it would have had: the signature callers would see (the
+/// return type `Offload<R>`, no `#[local]` parameters, none of the qualifiers that were
+/// rejected) with a body that never runs (or, when the result holds an `impl Trait`, the
+/// user's body, which gives it its type), and the `sync = name` twin, next to the errors. Its
+/// callers then compile, and the only errors are the macro's own.
+pub fn rejected(rejected: Box<Rejected>) -> TokenStream {
+    let Rejected { args, func, errors } = *rejected;
+    let krate = krate_path(&args, Span::call_site());
+    let (inner_attrs, body) = func.split_body();
+    // A body that never runs has no type to give an `impl Trait` in the result: then the
+    // user's body, as written, defines it.
+    let opaque = func.output().is_some_and(contains_impl_trait);
+    let (never, never_sync) = if opaque {
+        (quote!(#krate::Offload::ready({ #body })), body)
+    } else {
+        (
+            quote!(::core::unimplemented!()),
+            quote!(::core::unimplemented!()),
+        )
+    };
+    let Function {
+        attrs, vis, sig, ..
+    } = func;
+    let mut sig = without_variadic(sig);
+    let sync = args.sync.as_ref().map(|name| {
+        let mut sig = sig.clone();
+        sig.ident = name.clone();
+        strip_local(&mut sig);
+        quote! {
+            #(#attrs)*
+            #[allow(unused_variables, unused_mut, clippy::unimplemented)]
+            #vis #sig { #inner_attrs #never_sync }
+        }
+    });
+    sig.asyncness = None;
+    sig.constness = None;
+    sig.abi = None;
+    remove_local_params(&mut sig);
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    sig.output = syn::parse_quote!(-> #krate::Offload<#output>);
+    let errors = errors.into_compile_errors();
+    quote! {
+        #(#attrs)*
+        #[allow(
+            unused_variables,
+            unused_mut,
+            refining_impl_trait,
+            clippy::double_must_use,
+            clippy::type_complexity,
+            clippy::unimplemented
+        )]
+        #vis #sig { #inner_attrs #never }
+        #sync
+        #errors
+    }
+}
+
+/// A signature without its C variadic `...`, which rustc rejects in a Rust function anyway.
+fn without_variadic(mut sig: Signature) -> Signature {
+    if sig.variadic.take().is_some() {
+        if let Some(arg) = sig.inputs.pop() {
+            sig.inputs.push(arg);
+        }
+    }
+    sig
+}
+
 /// The path of the facade crate: the user's `crate = path`, or `::offthread` with `span`.
-fn krate_path(args: &Args, span: Span) -> TokenStream {
+pub fn krate_path(args: &Args, span: Span) -> TokenStream {
     match &args.krate {
         // The user's tokens, moved to `span` (a span of the user's, so the path still
         // resolves where it was written).
@@ -237,8 +418,17 @@ fn wrap(args: &Args, spawn: TokenStream) -> (TokenStream, TokenStream) {
         let millis = timeout.millis;
         let krate = krate_path(args, timeout.lit.span());
         let private = quote_spanned!(timeout.lit.span()=> #krate::__private);
-        job = quote_spanned! {timeout.lit.span()=>
-            #private::with_timeout(#job, #private::Duration::from_millis(#millis))
+        let after = quote_spanned!(timeout.lit.span()=> #private::Duration::from_millis(#millis));
+        job = match &args.timeout_error {
+            // A closure that captures nothing is a `fn(Error) -> Result<T, E>`; type errors
+            // about the conversion land on the user's expression.
+            Some(to_error) => {
+                let error = Ident::new("__error", Span::mixed_site());
+                quote_spanned! {to_error.span()=>
+                    #private::with_timeout_as(#job, #after, |#error| #private::Result::Err((#to_error)(#error)))
+                }
+            }
+            None => quote_spanned!(timeout.lit.span()=> #private::with_timeout(#job, #after)),
         };
     }
     (make_limit, job)
@@ -260,113 +450,105 @@ fn bind_param(
     args: &Args,
     index: usize,
     arg: &mut FnArg,
+    pass: &Pass,
     call_site: &mut Vec<TokenStream>,
     in_job: &mut Vec<TokenStream>,
 ) -> Option<LocalParam> {
     let span = arg.span();
     let krate = krate_path(args, span);
     let private = quote_spanned!(span=> #krate::__private);
-    let kind = arg_kind(arg);
-    if let (Kind::Local(local), FnArg::Typed(typed)) = (&kind, &*arg) {
-        // `validate` let through only `&mut T` and `&T`.
-        let (elem, mutable) = local.target.clone()?;
-        let ty = inferable(elem);
-        let pat = &*typed.pat;
-        let cfg = cfg_attrs(&typed.attrs);
-        // The closure binds the user's own name, when there is one, rather than one of ours:
-        // no name of ours can then meet a user's constant of the same name.
-        let pat = match (mutable, pat) {
-            (true, _) | (false, Pat::Wild(_)) => pat.to_token_stream(),
-            (false, Pat::Ident(binding)) if plain_ident(pat).is_some() => {
-                let (mutability, ident) = (binding.mutability, &binding.ident);
-                in_job
-                    .push(quote_spanned!(span=> #(#cfg)* let #mutability #ident: &#ty = &*#ident;));
-                ident.to_token_stream()
-            }
-            (false, _) => {
-                let hidden = Ident::new("__local", Span::mixed_site());
-                in_job.push(quote_spanned!(span=> #(#cfg)* let #pat: &#ty = &*#hidden;));
-                hidden.to_token_stream()
-            }
-        };
-        return Some(LocalParam { ty, pat });
-    }
-    match arg {
-        FnArg::Receiver(receiver) => {
+    match (arg, pass) {
+        (FnArg::Typed(typed), Pass::Local { ty, mutable }) => {
+            let ty = inferable(ty.clone());
+            let pat = &*typed.pat;
+            // The closure binds the user's own name, when there is one, rather than one of
+            // ours: no name of ours can then meet a user's constant of the same name.
+            let pat = match (mutable, pat) {
+                (true, _) | (false, Pat::Wild(_)) => pat.to_token_stream(),
+                (false, Pat::Ident(binding)) if plain_ident(pat).is_some() => {
+                    let (mutability, ident) = (binding.mutability, &binding.ident);
+                    in_job.push(quote_spanned!(span=> let #mutability #ident: &#ty = &*#ident;));
+                    ident.to_token_stream()
+                }
+                (false, _) => {
+                    let hidden = Ident::new("__local", Span::mixed_site());
+                    in_job.push(quote_spanned!(span=> let #pat: &#ty = &*#hidden;));
+                    hidden.to_token_stream()
+                }
+            };
+            Some(LocalParam { ty, pat })
+        }
+        (FnArg::Receiver(receiver), pass) => {
             let cfg = cfg_attrs(&receiver.attrs);
             let self_token = receiver.self_token;
             let hidden = hidden_self(self_token.span);
-            match kind {
-                Kind::Copied(_) => {
-                    let copy = Ident::new("__self_copy", Span::mixed_site());
-                    call_site.push(quote_spanned! {span=>
-                        #(#cfg)* let #copy = <Self as #private::ToOwned>::to_owned(#self_token);
-                    });
-                    in_job.push(quote_spanned! {span=>
-                        #(#cfg)* let #hidden: &Self = #private::Borrow::borrow(&#copy);
-                    });
-                }
-                Kind::Moved | Kind::MutRef(_) | Kind::Local(_) => {
-                    let mutability = receiver.mutability.take();
-                    in_job.push(quote_spanned! {span=>
-                        #(#cfg)* let #mutability #hidden = #self_token;
-                    });
-                }
+            if let Pass::Copied(_) = pass {
+                let copy = Ident::new("__self_copy", Span::mixed_site());
+                call_site.push(quote_spanned! {span=>
+                    #(#cfg)* let #copy = <Self as #private::ToOwned>::to_owned(#self_token);
+                });
+                in_job.push(quote_spanned! {span=>
+                    #(#cfg)* let #hidden: &Self = #private::Borrow::borrow(&#copy);
+                });
+            } else {
+                let mutability = receiver.mutability.take();
+                in_job.push(quote_spanned! {span=>
+                    #(#cfg)* let #mutability #hidden = #self_token;
+                });
             }
+            None
         }
-        FnArg::Typed(typed) => {
+        (FnArg::Typed(typed), Pass::Copied(elem)) => {
             let cfg = cfg_attrs(&typed.attrs);
-            match kind {
-                Kind::Copied(elem) => {
-                    if matches!(*typed.pat, Pat::Wild(_)) {
-                        return None;
-                    }
-                    let copy = format_ident!("__copy{}", index, span = Span::mixed_site());
-                    let ty = inferable(elem);
-                    let pat = match plain_ident(&typed.pat) {
-                        Some(_) => {
-                            let Pat::Ident(PatIdent {
-                                mutability, ident, ..
-                            }) = &mut *typed.pat
-                            else {
-                                unreachable!("plain_ident matched a Pat::Ident");
-                            };
-                            let mutability = mutability.take();
-                            let ident = ident.clone();
-                            call_site.push(quote_spanned! {span=>
-                                #(#cfg)* let #copy = <#ty as #private::ToOwned>::to_owned(#ident);
-                            });
-                            quote!(#mutability #ident)
-                        }
-                        None => {
-                            let hidden = format_ident!("__arg{}", index, span = Span::mixed_site());
-                            let pat = std::mem::replace(&mut *typed.pat, hidden_pat(&hidden));
-                            call_site.push(quote_spanned! {span=>
-                                #(#cfg)* let #copy = <#ty as #private::ToOwned>::to_owned(#hidden);
-                            });
-                            pat.into_token_stream()
-                        }
-                    };
-                    in_job.push(quote_spanned! {span=>
-                        #(#cfg)* let #pat: &#ty = #private::Borrow::borrow(&#copy);
-                    });
-                }
-                Kind::Moved | Kind::MutRef(_) | Kind::Local(_) => {
-                    // Every binding is used whole inside the job, so the closure captures the
-                    // whole value (not just the fields the body touches) and it is dropped on
-                    // the worker, as a moved value should be.
-                    let mut bindings = Bindings::default();
-                    bindings.visit_pat_mut(&mut typed.pat);
-                    for (mutability, ident) in bindings.found {
-                        in_job.push(quote_spanned! {span=>
-                            #(#cfg)* let #mutability #ident = #ident;
-                        });
-                    }
-                }
+            if matches!(*typed.pat, Pat::Wild(_)) {
+                return None;
             }
+            let copy = format_ident!("__copy{}", index, span = Span::mixed_site());
+            let ty = inferable(elem.clone());
+            let pat = match plain_ident(&typed.pat) {
+                Some(_) => {
+                    let Pat::Ident(PatIdent {
+                        mutability, ident, ..
+                    }) = &mut *typed.pat
+                    else {
+                        unreachable!("plain_ident matched a Pat::Ident");
+                    };
+                    let mutability = mutability.take();
+                    let ident = ident.clone();
+                    call_site.push(quote_spanned! {span=>
+                        #(#cfg)* let #copy = <#ty as #private::ToOwned>::to_owned(#ident);
+                    });
+                    quote!(#mutability #ident)
+                }
+                None => {
+                    let hidden = format_ident!("__arg{}", index, span = Span::mixed_site());
+                    let pat = std::mem::replace(&mut *typed.pat, hidden_pat(&hidden));
+                    call_site.push(quote_spanned! {span=>
+                        #(#cfg)* let #copy = <#ty as #private::ToOwned>::to_owned(#hidden);
+                    });
+                    pat.into_token_stream()
+                }
+            };
+            in_job.push(quote_spanned! {span=>
+                #(#cfg)* let #pat: &#ty = #private::Borrow::borrow(&#copy);
+            });
+            None
+        }
+        (FnArg::Typed(typed), Pass::Moved) => {
+            let cfg = cfg_attrs(&typed.attrs);
+            // Every binding is used whole inside the job, so the closure captures the whole
+            // value (not just the fields the body touches) and it is dropped on the worker,
+            // as a moved value should be.
+            let mut bindings = Bindings::default();
+            bindings.visit_pat_mut(&mut typed.pat);
+            for (mutability, ident) in bindings.found {
+                in_job.push(quote_spanned! {span=>
+                    #(#cfg)* let #mutability #ident = #ident;
+                });
+            }
+            None
         }
     }
-    None
 }
 
 /// `#[cfg]` and `#[cfg_attr]` of a parameter, repeated on the statements made for it.
@@ -420,6 +602,7 @@ fn inferable(mut ty: Type) -> Type {
         fn visit_type_mut(&mut self, ty: &mut Type) {
             if let Type::ImplTrait(impl_trait) = ty {
                 *ty = Type::Infer(syn::TypeInfer {
+                    attrs: Vec::new(),
                     underscore_token: syn::Token![_](impl_trait.impl_token.span),
                 });
                 return;

@@ -59,7 +59,7 @@ impl VisitMut for RenameSelf {
 }
 
 /// Renames `self` in the tokens of a macro invocation, except before `::`.
-fn rename_in_tokens(tokens: TokenStream) -> TokenStream {
+pub fn rename_in_tokens(tokens: TokenStream) -> TokenStream {
     let mut out = Vec::new();
     let mut iter = tokens.into_iter().peekable();
     while let Some(tree) = iter.next() {

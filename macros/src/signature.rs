@@ -1,36 +1,107 @@
-//! What the annotated item is: a function with a body, each parameter classified by how it
-//! reaches the job (moved, copied from a `&T`, or the worker's own value for `#[local]`), and
-//! its return type.
+//! What the annotated function is, as written: its outer attributes, visibility, signature
+//! and body, with the body kept as the user's raw tokens (inner attributes included), and
+//! how each parameter, as written, would reach the job.
+//!
+//! The body is not parsed here, as tracing's `#[instrument]` does: a syntax error inside it
+//! is then reported by rustc at its real place, not as "this is not a function".
 //!
 //! Nothing here rejects a function that parsed; `validate` does that, so all problems are
-//! reported together. The only error here is "this is not a function with a body".
+//! reported together.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::ToTokens;
+use syn::parse::{Parse, ParseStream};
 use syn::{
-    Attribute, Block, FnArg, Ident, ItemFn, Pat, PatType, Receiver, ReturnType, Signature, Type,
+    Attribute, FnArg, Ident, Pat, PatType, Receiver, ReceiverKind, ReturnType, Signature, Type,
     TypeReference, Visibility,
 };
 
-/// The annotated function, as written.
+/// A function with a body, as written.
 pub struct Function {
-    /// Attributes on the function (docs, `#[must_use]`, `#[cfg]`, ...), kept on the output.
+    /// Outer attributes (docs, `#[must_use]`, `#[cfg]`, ...), kept on the output.
     pub attrs: Vec<Attribute>,
     /// Visibility, kept.
     pub vis: Visibility,
     /// The signature as written.
     pub sig: Signature,
-    /// The body as written.
-    pub block: Box<Block>,
+    /// The body as written: a `{ .. }` group, inner attributes included.
+    pub body: Group,
 }
 
-/// How one parameter (the receiver included) reaches the job.
+impl Parse for Function {
+    fn parse(input: ParseStream) -> syn::Result<Function> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let body = match input.parse::<TokenTree>()? {
+            TokenTree::Group(group) if group.delimiter() == Delimiter::Brace => group,
+            other => return Err(syn::Error::new(other.span(), "expected a function body")),
+        };
+        Ok(Function {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
+    }
+}
+
+impl Function {
+    /// The return type, `None` for `()` written as nothing.
+    pub fn output(&self) -> Option<&Type> {
+        output(&self.sig)
+    }
+
+    /// The body's leading inner attributes (`#![allow(..)]`) and the rest of its tokens.
+    pub fn split_body(&self) -> (TokenStream, TokenStream) {
+        let mut tokens: Vec<TokenTree> = self.body.stream().into_iter().collect();
+        let mut at = 0;
+        while let [TokenTree::Punct(hash), TokenTree::Punct(bang), TokenTree::Group(group), ..] =
+            &tokens[at..]
+        {
+            if hash.as_char() != '#'
+                || bang.as_char() != '!'
+                || group.delimiter() != Delimiter::Bracket
+            {
+                break;
+            }
+            at += 3;
+        }
+        let rest = tokens.split_off(at);
+        (tokens.into_iter().collect(), rest.into_iter().collect())
+    }
+}
+
+/// The return type of a signature, `None` for `()` written as nothing.
+pub fn output(sig: &Signature) -> Option<&Type> {
+    match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(ty),
+    }
+}
+
+/// `true` when the return type is spelled `Result<..>` or an alias whose name ends in
+/// `Result` (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`, `QueryResult<T>`): the
+/// only shape `timeout` can put its error into.
+pub fn returns_result(sig: &Signature) -> bool {
+    let Some(Type::Path(path)) = output(sig).map(strip_parens) else {
+        return false;
+    };
+    path.qself.is_none()
+        && path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident.to_string().ends_with("Result"))
+}
+
+/// How one parameter (the receiver included), as written, would reach the job.
 pub enum Kind {
     /// By value (`x: T`, `self`, `mut self`, `self: Arc<Self>`, `self: Box<Self>`): moved in.
     Moved,
     /// `&T` (and `&self`): copied with `ToOwned` at call time; the body borrows the copy.
     /// Holds the `T`.
-    Copied(Type),
+    Copied(Box<Type>),
     /// `&mut T` (and `&mut self`): rejected by `validate`. Holds the `&mut` tokens.
     MutRef(TokenStream),
     /// `#[local] conn: &mut T` (or `&T`): not passed by the caller; the body gets the worker's
@@ -44,64 +115,6 @@ pub struct Local {
     pub attr: Attribute,
     /// `Some((T, mutable))` for `&mut T` and `&T`, `None` for anything else (rejected).
     pub target: Option<(Type, bool)>,
-}
-
-/// One parameter of the signature.
-pub struct Param<'a> {
-    /// The parameter as written.
-    pub arg: &'a FnArg,
-    /// How it reaches the job.
-    pub kind: Kind,
-}
-
-impl Function {
-    /// Parses the item under the attribute. Anything but a function with a body is an error
-    /// on the item's first token, saying where `#[offload]` goes instead.
-    pub fn parse(item: TokenStream) -> syn::Result<Function> {
-        match syn::parse2::<ItemFn>(item.clone()) {
-            Ok(func) => Ok(Function {
-                attrs: func.attrs,
-                vis: func.vis,
-                sig: func.sig,
-                block: func.block,
-            }),
-            Err(_) => Err(not_a_function(item)),
-        }
-    }
-
-    /// Every parameter with its kind, the receiver first if there is one.
-    pub fn params(&self) -> Vec<Param<'_>> {
-        self.sig
-            .inputs
-            .iter()
-            .map(|arg| Param {
-                arg,
-                kind: arg_kind(arg),
-            })
-            .collect()
-    }
-
-    /// The return type, `None` for `()` written as nothing.
-    pub fn output(&self) -> Option<&Type> {
-        match &self.sig.output {
-            ReturnType::Default => None,
-            ReturnType::Type(_, ty) => Some(ty),
-        }
-    }
-
-    /// `true` when the return type is spelled `Result<..>` (`Result<T, E>`, `io::Result<T>`,
-    /// `anyhow::Result<T>`): the only shape `timeout` can put its error into.
-    pub fn returns_result(&self) -> bool {
-        let Some(Type::Path(path)) = self.output().map(strip_parens) else {
-            return false;
-        };
-        path.qself.is_none()
-            && path
-                .path
-                .segments
-                .last()
-                .is_some_and(|segment| segment.ident == "Result")
-    }
 }
 
 /// The kind of any parameter, the receiver included.
@@ -139,6 +152,14 @@ pub fn local_attr(attrs: &[Attribute]) -> Option<&Attribute> {
     attrs.iter().find(|attr| is_local(attr))
 }
 
+/// The attributes of a parameter.
+pub fn arg_attrs(arg: &FnArg) -> &[Attribute] {
+    match arg {
+        FnArg::Receiver(receiver) => &receiver.attrs,
+        FnArg::Typed(typed) => &typed.attrs,
+    }
+}
+
 /// Takes every `#[local]` off the parameters of a signature: it is not a real attribute, and
 /// rustc would reject it on the items we emit.
 pub fn strip_local(sig: &mut Signature) {
@@ -151,28 +172,39 @@ pub fn strip_local(sig: &mut Signature) {
     }
 }
 
+/// Removes the `#[local]` parameters from a signature, as callers see it (a `#[local]` on
+/// `self`, an error, only loses its attribute).
+pub fn remove_local_params(sig: &mut Signature) {
+    sig.inputs = std::mem::take(&mut sig.inputs)
+        .into_iter()
+        .filter(|arg| !matches!(arg, FnArg::Typed(typed) if local_attr(&typed.attrs).is_some()))
+        .collect();
+    strip_local(sig);
+}
+
 /// The kind of a receiver: `self`, `mut self`, `&self`, `&mut self`, `self: TYPE`.
-pub fn receiver_kind(receiver: &Receiver) -> Kind {
-    match &receiver.reference {
-        Some((and, _)) => match &receiver.mutability {
-            Some(mutability) => Kind::MutRef(quote::quote!(#and #mutability)),
-            None => Kind::Copied(syn::parse_quote!(Self)),
-        },
-        // `self`, `mut self`, or `self: TYPE` (`colon_token` set; `ty` is the written type).
-        None if receiver.colon_token.is_some() => type_kind(&receiver.ty),
-        None => Kind::Moved,
+fn receiver_kind(receiver: &Receiver) -> Kind {
+    match &receiver.kind {
+        ReceiverKind::Reference(and, _, Some(mutability)) => {
+            Kind::MutRef(quote::quote!(#and #mutability))
+        }
+        ReceiverKind::Reference(..) => Kind::Copied(Box::new(syn::parse_quote!(Self))),
+        ReceiverKind::Typed(_, ty) => type_kind(ty),
+        // `self`, `mut self`; and receivers newer than this macro, which rustc then checks
+        // as moved values.
+        _ => Kind::Moved,
     }
 }
 
 /// The kind of a typed parameter: `&mut T`, `&T`, or anything else (by value).
-pub fn type_kind(ty: &Type) -> Kind {
+fn type_kind(ty: &Type) -> Kind {
     match strip_parens(ty) {
         Type::Reference(TypeReference {
             and_token,
             mutability: Some(mutability),
             ..
         }) => Kind::MutRef(quote::quote!(#and_token #mutability)),
-        Type::Reference(TypeReference { elem, .. }) => Kind::Copied((**elem).clone()),
+        Type::Reference(TypeReference { elem, .. }) => Kind::Copied(elem.clone()),
         _ => Kind::Moved,
     }
 }
@@ -196,77 +228,34 @@ pub fn plain_ident(pat: &Pat) -> Option<&Ident> {
     }
 }
 
-/// The item to emit next to our errors: the item as written, so that its callers see no
-/// follow-on errors. A variadic is taken off first, since rustc rejects it in a Rust function
-/// anyway and would only repeat our error, and so is every `#[local]` on a parameter, which
-/// rustc does not know as an attribute.
-pub fn fallback(item: TokenStream) -> TokenStream {
-    match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Fn(mut func)) => {
-            if func.sig.variadic.is_some() {
-                func.sig.variadic = None;
-                if let Some(pair) = func.sig.inputs.pop() {
-                    func.sig.inputs.push(pair.into_value());
-                }
-            }
-            strip_local(&mut func.sig);
-            func.into_token_stream()
-        }
-        // `#[offload]` on an impl block or a trait: the `#[local]`s its methods carry would
-        // only add "cannot find attribute `local`" to our error.
-        Ok(syn::Item::Impl(mut block)) => {
-            for item in &mut block.items {
-                if let syn::ImplItem::Fn(method) = item {
-                    strip_local(&mut method.sig);
-                }
-            }
-            block.into_token_stream()
-        }
-        Ok(syn::Item::Trait(mut block)) => {
-            for item in &mut block.items {
-                if let syn::TraitItem::Fn(method) = item {
-                    strip_local(&mut method.sig);
-                }
-            }
-            block.into_token_stream()
-        }
-        _ => item,
+/// A type as the user would write it: `Option<String>`, not `Option < String >`.
+pub fn pretty(ty: &impl ToTokens) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (" :: ", "::"),
+        (":: ", "::"),
+        ("& ", "&"),
+        (" (", "("),
+        ("( ", "("),
+        (" )", ")"),
+    ] {
+        text = text.replace(from, to);
     }
+    text
 }
 
-/// The error for an item that is not a function with a body, on the item's first token after
-/// its attributes and visibility.
-fn not_a_function(item: TokenStream) -> syn::Error {
-    let (keyword, span) = first_keyword(item);
-    let message = match keyword.as_str() {
-        "impl" => "#[offload] goes on each method of an impl block, not on the block: write it above the `fn`s to offload",
-        "trait" => "#[offload] goes on the methods of an impl, not on a trait: declare the trait method as `fn m(&self) -> impl Future<Output = R> + Send;` and put #[offload] on the method in each impl",
-        "fn" | "async" | "const" | "unsafe" | "extern" => "#[offload] needs a function with a body: on a trait method without one, declare it as `fn m(&self) -> impl Future<Output = R> + Send;` and put #[offload] on the method in each impl",
-        _ => "#[offload] can only be used on a function (a free function, an inherent method, or a method of a trait impl)",
-    };
-    syn::Error::new(span, message)
-}
-
-/// The first keyword of an item after its attributes and visibility, and its span.
-fn first_keyword(item: TokenStream) -> (String, Span) {
-    let mut tokens = item.into_iter().peekable();
-    let mut last_span = Span::call_site();
-    while let Some(token) = tokens.next() {
-        last_span = token.span();
-        match &token {
-            // `#[attr]` and `#![attr]`.
-            TokenTree::Punct(p) if p.as_char() == '#' || p.as_char() == '!' => {}
-            TokenTree::Group(_) => {}
-            TokenTree::Ident(ident) if ident == "pub" => {
-                // `pub(crate)`, `pub(in path)`.
-                if matches!(tokens.peek(), Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
-                {
-                    tokens.next();
-                }
-            }
-            TokenTree::Ident(ident) => return (ident.to_string(), ident.span()),
-            _ => return (String::new(), token.span()),
+impl ToTokens for Function {
+    /// The function as written (a method left alone by `#[offload(skip)]`).
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        for attr in &self.attrs {
+            attr.to_tokens(tokens);
         }
+        self.vis.to_tokens(tokens);
+        self.sig.to_tokens(tokens);
+        self.body.to_tokens(tokens);
     }
-    (String::new(), last_span)
 }

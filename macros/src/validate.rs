@@ -1,46 +1,45 @@
 //! Every rejection, each spanned on the user's token and saying what to do instead, all
 //! collected so one compile reports every problem of the item at once.
 //!
-//! After `check` succeeds, expansion cannot fail.
+//! `check` also decides, once, how each parameter reaches the job, and carries that in
+//! [`Checked`]: after it succeeds, expansion cannot fail and cannot meet a rejected kind.
 
-use crate::args::Args;
-use crate::signature::{is_local, Function, Kind, Local};
+use crate::args::{Args, Key};
+use crate::errors::Errors;
+use crate::signature::{
+    arg_attrs, arg_kind, is_local, output, pretty, returns_result, Function, Kind, Local,
+};
 use proc_macro2::TokenStream;
 use syn::visit_mut::{self, VisitMut};
-use syn::{FnArg, Lifetime, Meta, TypeBareFn, TypeReference};
+use syn::{FnArg, Lifetime, Meta, Type, TypeFnPtr, TypeReference};
 
-/// Errors collected so far, combined into one `syn::Error` (which renders as one
-/// `compile_error!` per problem).
-#[derive(Default)]
-pub struct Errors(Option<syn::Error>);
+/// Where the function is, for the options that only make sense in some places.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A function on its own (a free function, or a method annotated by itself).
+    Alone,
+    /// A method of an `#[offload]` impl block of a type.
+    InherentImpl,
+    /// A method of an `#[offload]` impl block of a trait.
+    TraitImpl,
+}
 
-impl Errors {
-    /// Records one more problem.
-    pub fn push(&mut self, err: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(err),
-            None => self.0 = Some(err),
-        }
-    }
-
-    /// Every recorded problem, then `last`: for a problem that stops the checks.
-    pub fn ending_with(self, last: syn::Error) -> syn::Error {
-        match self.0 {
-            Some(mut all) => {
-                all.combine(last);
-                all
-            }
-            None => last,
-        }
-    }
-
-    /// `Err` with every recorded problem, or `Ok(value)` when there were none.
-    pub fn finish<T>(self, value: T) -> syn::Result<T> {
-        match self.0 {
-            Some(err) => Err(err),
-            None => Ok(value),
-        }
-    }
+/// How one accepted parameter reaches the job.
+#[derive(Clone)]
+pub enum Pass {
+    /// Moved into the job (by-value parameters, `self`, `self: Box<Self>`, ...).
+    Moved,
+    /// `&T` (and `&self`, with `T = Self`): copied with `ToOwned` at the call, borrowed in the
+    /// job. Holds the `T`.
+    Copied(Type),
+    /// `#[local] pat: &mut T` (`mutable`) or `&T`: the worker's own `T`, not passed by the
+    /// caller.
+    Local {
+        /// The `T`.
+        ty: Type,
+        /// `&mut T` rather than `&T`.
+        mutable: bool,
+    },
 }
 
 /// A function and its options that passed every check: the input of `expand`.
@@ -49,59 +48,112 @@ pub struct Checked {
     pub args: Args,
     /// The function.
     pub func: Function,
+    /// How each parameter of `func.sig.inputs` reaches the job, in order.
+    pub params: Vec<Pass>,
 }
 
-/// Parses the options and the item, and checks them together.
-pub fn check(args: TokenStream, item: TokenStream) -> syn::Result<Checked> {
-    let mut errors = Errors::default();
-    let args = Args::parse(args, &mut errors);
-    let func = match Function::parse(item) {
-        Ok(func) => func,
-        Err(err) => return Err(errors.ending_with(err)),
-    };
-    check_signature(&func, &mut errors);
-    check_params(&func, &mut errors);
-    check_output(&func, &mut errors);
+/// A function that did not pass: what `expand::rejected` emits in its offloaded shape, next
+/// to the errors.
+pub struct Rejected {
+    /// The options that parsed.
+    pub args: Args,
+    /// The function.
+    pub func: Function,
+    /// Every problem found.
+    pub errors: Errors,
+}
+
+/// Checks a function and its options together, adding to the `errors` found so far (those
+/// of the options).
+pub fn check(
+    mut args: Args,
+    func: Function,
+    place: Place,
+    mut errors: Errors,
+) -> Result<Checked, Box<Rejected>> {
+    check_options(&args, &func, place, &mut errors);
+    if place == Place::TraitImpl {
+        // Rejected above: the twin would be one more error, "not a member of trait".
+        args.sync = None;
+    }
+    check_signature(&func.sig, &mut errors);
+    let params = check_params(&func, &mut errors);
+    check_output(func.output(), &mut errors);
+    if errors.is_empty() {
+        Ok(Checked { args, func, params })
+    } else {
+        Err(Box::new(Rejected { args, func, errors }))
+    }
+}
+
+/// Checks the declaration of a method of an `#[offload]` trait, whose return type becomes
+/// `Offload<R>`: the same rules as a function's signature, and no `#[local]` parameter,
+/// which the trait's callers do not pass.
+pub fn check_declaration(sig: &syn::Signature, errors: &mut Errors) {
+    check_signature(sig, errors);
+    for arg in &sig.inputs {
+        match arg_kind(arg) {
+            Kind::Moved | Kind::Copied(_) => {}
+            Kind::MutRef(and_mut) => errors.spanned(
+                and_mut,
+                "a method of an #[offload] trait cannot take `&mut`: its body runs later on another thread, on a copy, so the change would be lost; take the value by value and return it, or, for a per-worker resource such as a connection, put a `#[local]` parameter on the method in the impl",
+            ),
+            Kind::Local(local) => errors.spanned(
+                &local.attr,
+                "callers of the trait do not pass a `#[local]` resource: leave the parameter out of the trait's method and put `#[local] conn: &mut Conn` on the method in the impl",
+            ),
+        }
+    }
+    check_output(output(sig), errors);
+}
+
+/// Options that do not fit this function or this place.
+fn check_options(args: &Args, func: &Function, place: Place, errors: &mut Errors) {
     if let Some(timeout) = &args.timeout {
-        if !func.returns_result() {
+        if !returns_result(&func.sig) {
             let returns = match func.output() {
                 Some(ty) => format!("`{}`", pretty(ty)),
                 None => "`()`".to_owned(),
             };
-            errors.push(syn::Error::new(
-                timeout.key.span(),
+            // From the block of an impl: the method is named, and the ways out differ.
+            let message = if args.inherited.contains(&Key::Timeout) {
                 format!(
-                    "`timeout` needs a function that returns `Result<T, E>` with `E: From<offthread::Error>`, so that a timeout can be returned as an error; this one returns {returns}: change the return type, or remove `timeout`"
-                ),
-            ));
+                    "`timeout` needs methods that return `Result<T, E>`, so that a timeout can be returned as an error; `{}` returns {returns}: change its return type, move `timeout` from the block to the methods that return a `Result`, or mark this one `#[offload(skip)]`",
+                    func.sig.ident
+                )
+            } else {
+                format!(
+                    "`timeout` needs a function that returns `Result<T, E>`, so that a timeout can be returned as an error; this one returns {returns}: change the return type, or remove `timeout`"
+                )
+            };
+            errors.spanned(&timeout.key, message);
         }
     }
-    errors.finish(Checked { args, func })
-}
-
-/// A type as the user would write it: `Option<String>`, not `Option < String >`.
-fn pretty(ty: &syn::Type) -> String {
-    let mut text = quote::ToTokens::to_token_stream(ty).to_string();
-    for (from, to) in [
-        (" <", "<"),
-        ("< ", "<"),
-        (" >", ">"),
-        (" ,", ","),
-        (" :: ", "::"),
-        (":: ", "::"),
-        ("& ", "&"),
-        (" (", "("),
-        ("( ", "("),
-        (" )", ")"),
-    ] {
-        text = text.replace(from, to);
+    if args.timeout.is_none() {
+        if let Some((_, key)) = args.given.iter().find(|(key, _)| *key == Key::TimeoutError) {
+            errors.spanned(
+                key,
+                "`timeout_error` says how a timeout becomes this function's error, but there is no `timeout`: add one, such as `timeout = \"2s\"`, or remove `timeout_error`",
+            );
+        }
     }
-    text
+    for (key, ident) in &args.given {
+        match (key, place) {
+            (Key::Skip, Place::Alone) => errors.spanned(
+                ident,
+                "`skip` leaves one method of an #[offload] impl block or trait alone; on a function of its own, remove the #[offload] attribute instead",
+            ),
+            (Key::Sync, Place::TraitImpl) => errors.spanned(
+                ident,
+                "`sync` cannot be used in an impl of a trait: the blocking twin would be a method the trait does not declare; use it in an inherent impl block, or call a free function from the method",
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// The qualifiers a function that returns a future of its body cannot have.
-fn check_signature(func: &Function, errors: &mut Errors) {
-    let sig = &func.sig;
+fn check_signature(sig: &syn::Signature, errors: &mut Errors) {
     if let Some(token) = &sig.constness {
         errors.push(syn::Error::new_spanned(
             token,
@@ -114,7 +166,7 @@ fn check_signature(func: &Function, errors: &mut Errors) {
             "#[offload] makes the function awaitable by itself: remove `async` and write the body as the plain blocking code it is (an async body would need an executor on the pool thread)",
         ));
     }
-    if let Some(token) = &sig.unsafety {
+    if let syn::Safety::Unsafe(token) = &sig.safety {
         errors.push(syn::Error::new_spanned(
             token,
             "an `unsafe fn` cannot be offloaded: its safety contract is checked at the call, but the body would run later on another thread; make the function safe, or call it from an #[offload] function that upholds the contract",
@@ -134,35 +186,43 @@ fn check_signature(func: &Function, errors: &mut Errors) {
     }
 }
 
-/// `&mut T` and `&mut self` parameters, and `#[local]` parameters that cannot be one.
-fn check_params(func: &Function, errors: &mut Errors) {
+/// How each parameter reaches the job; `&mut T` and `&mut self` parameters, and `#[local]`
+/// parameters that cannot be one, are errors.
+fn check_params(func: &Function, errors: &mut Errors) -> Vec<Pass> {
     let mut locals = 0;
-    for param in func.params() {
-        match &param.kind {
+    let mut params = Vec::new();
+    for arg in &func.sig.inputs {
+        match arg_kind(arg) {
+            Kind::Moved => params.push(Pass::Moved),
+            Kind::Copied(ty) => params.push(Pass::Copied(*ty)),
             Kind::MutRef(and_mut) => {
-                let message = match param.arg {
+                let message = match arg {
                     FnArg::Receiver(_) => "`&mut self` cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take `self` by value and return it (`fn m(self) -> Self`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
                     FnArg::Typed(_) => "`&mut` parameters cannot be offloaded: the body runs later on another thread, on a copy, so its changes would be lost; take the value by value and return it (`fn f(x: T) -> T`), or, for a per-worker resource such as a connection, use a `#[local]` parameter",
                 };
-                errors.push(syn::Error::new_spanned(and_mut, message));
+                errors.spanned(and_mut, message);
             }
             Kind::Local(local) => {
-                check_local(param.arg, local, locals, errors);
+                check_local(arg, &local, locals, errors);
                 // A misplaced `#[local]` on `self` is its own error, not a first local.
-                if let FnArg::Typed(_) = param.arg {
+                if let FnArg::Typed(_) = arg {
                     locals += 1;
                 }
+                if let Some((ty, mutable)) = local.target {
+                    params.push(Pass::Local { ty, mutable });
+                }
             }
-            Kind::Moved | Kind::Copied(_) => {}
         }
     }
+    params
 }
 
 /// One `#[local]` parameter; `before` is the number of `#[local]` parameters before it.
 fn check_local(arg: &FnArg, local: &Local, before: usize, errors: &mut Errors) {
-    let (attrs, ty) = match arg {
-        FnArg::Receiver(receiver) => (&receiver.attrs, None),
-        FnArg::Typed(typed) => (&typed.attrs, Some(&typed.ty)),
+    let attrs = arg_attrs(arg);
+    let ty = match arg {
+        FnArg::Receiver(_) => None,
+        FnArg::Typed(typed) => Some(&typed.ty),
     };
     for attr in attrs.iter().filter(|attr| is_local(attr)) {
         if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
@@ -229,8 +289,8 @@ impl VisitMut for ImplTrait {
 /// A return type that borrows (`&T`, `Cow<'a, T>`, `impl Trait + '_`): the future outlives the
 /// call, so it cannot borrow from the arguments. `'static` borrows, and lifetimes that belong
 /// to a function type inside the return type (`Box<dyn Fn(&str) + Send>`), are fine.
-fn check_output(func: &Function, errors: &mut Errors) {
-    let Some(ty) = func.output() else {
+fn check_output(output: Option<&Type>, errors: &mut Errors) {
+    let Some(ty) = output else {
         return;
     };
     let mut finder = Borrows::default();
@@ -282,7 +342,7 @@ impl VisitMut for Borrows {
 
     // Inside `fn(&str) -> usize`, `Fn(&str)` and `for<'a> ...` the lifetimes are the function
     // type's own, not borrows of the arguments.
-    fn visit_type_bare_fn_mut(&mut self, _: &mut TypeBareFn) {}
+    fn visit_type_fn_ptr_mut(&mut self, _: &mut TypeFnPtr) {}
 
     fn visit_parenthesized_generic_arguments_mut(
         &mut self,
@@ -295,13 +355,23 @@ impl VisitMut for Borrows {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, Place};
+    use crate::args::Args;
+    use crate::errors::Errors;
     use quote::quote;
 
     fn errors(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> Vec<String> {
-        match check(args, item) {
+        let mut errors = Errors::default();
+        let args = Args::parse(args, &mut errors);
+        let func = syn::parse2(item).expect("a function");
+        match check(args, func, Place::Alone, errors) {
             Ok(_) => Vec::new(),
-            Err(err) => err.into_iter().map(|e| e.to_string()).collect(),
+            Err(rejected) => rejected
+                .errors
+                .into_list()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 

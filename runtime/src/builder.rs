@@ -28,7 +28,7 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use std::time::Duration;
-/// use offthread_runtime::Pool;
+/// use offthread::Pool;
 ///
 /// let pool = Pool::builder()
 ///     .name("db")
@@ -78,7 +78,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Builder::new().build();
+    /// let pool = offthread::Builder::new().build();
     /// assert_eq!(futures::executor::block_on(pool.spawn(|| 1)), 1);
     /// ```
     pub fn new() -> Builder {
@@ -90,7 +90,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().name("files").build();
+    /// let pool = offthread::Pool::builder().name("files").build();
     /// let n = futures::executor::block_on(pool.spawn(|| std::thread::current().name().unwrap().to_owned()));
     /// assert!(n.starts_with("files-"));
     /// ```
@@ -104,7 +104,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().min_threads(2).max_threads(4).build();
+    /// let pool = offthread::Pool::builder().min_threads(2).max_threads(4).build();
     /// # drop(pool);
     /// ```
     pub fn min_threads(mut self, n: usize) -> Self {
@@ -118,7 +118,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// assert!(offthread_runtime::Pool::builder().max_threads(0).try_build().is_err());
+    /// assert!(offthread::Pool::builder().max_threads(0).try_build().is_err());
     /// ```
     pub fn max_threads(mut self, n: usize) -> Self {
         self.max_threads = n;
@@ -130,7 +130,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().keep_alive(std::time::Duration::from_millis(100)).build();
+    /// let pool = offthread::Pool::builder().keep_alive(std::time::Duration::from_millis(100)).build();
     /// # drop(pool);
     /// ```
     pub fn keep_alive(mut self, d: Duration) -> Self {
@@ -148,7 +148,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().queue_capacity(64).build();
+    /// let pool = offthread::Pool::builder().queue_capacity(64).build();
     /// # drop(pool);
     /// ```
     pub fn queue_capacity(mut self, n: usize) -> Self {
@@ -161,7 +161,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().stack_size(4 << 20).build();
+    /// let pool = offthread::Pool::builder().stack_size(4 << 20).build();
     /// # drop(pool);
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
@@ -177,7 +177,7 @@ impl Builder {
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
     /// static STARTED: AtomicUsize = AtomicUsize::new(0);
-    /// let pool = offthread_runtime::Pool::builder()
+    /// let pool = offthread::Pool::builder()
     ///     .on_thread_start(|| { STARTED.fetch_add(1, Ordering::SeqCst); })
     ///     .build();
     /// futures::executor::block_on(pool.spawn(|| ()));
@@ -194,7 +194,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder()
+    /// let pool = offthread::Pool::builder()
     ///     .on_thread_stop(|| eprintln!("worker {:?} stops", std::thread::current().name()))
     ///     .build();
     /// # drop(pool);
@@ -219,14 +219,14 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// use offthread_runtime::{Pool, __private::spawn_local};
+    /// use offthread::Pool;
     ///
     /// struct Conn { queries: u32 }
     ///
     /// let pool = Pool::builder().max_threads(1).worker_local(|| Conn { queries: 0 }).build();
     /// let count = |conn: &mut Conn| { conn.queries += 1; conn.queries };
-    /// assert_eq!(futures::executor::block_on(spawn_local(&pool, count)), 1);
-    /// assert_eq!(futures::executor::block_on(spawn_local(&pool, count)), 2); // same worker, same Conn
+    /// assert_eq!(futures::executor::block_on(pool.spawn_local(count)), 1);
+    /// assert_eq!(futures::executor::block_on(pool.spawn_local(count)), 2); // same worker, same Conn
     /// ```
     pub fn worker_local<T, F>(mut self, init: F) -> Self
     where
@@ -244,7 +244,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let err = offthread_runtime::Pool::builder().min_threads(4).max_threads(2).try_build().unwrap_err();
+    /// let err = offthread::Pool::builder().min_threads(4).max_threads(2).try_build().unwrap_err();
     /// assert!(err.to_string().contains("min_threads"));
     /// ```
     pub fn try_build(self) -> Result<Pool, Error> {
@@ -278,7 +278,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().max_threads(2).build();
+    /// let pool = offthread::Pool::builder().max_threads(2).build();
     /// # drop(pool);
     /// ```
     #[track_caller]

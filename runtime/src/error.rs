@@ -17,7 +17,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// let pool = offthread_runtime::Pool::builder().name("ex").build();
+/// let pool = offthread::Pool::builder().name("ex").build();
 /// let err = futures::executor::block_on(pool.spawn(|| panic!("boom")).checked()).unwrap_err();
 /// assert!(err.is_panic());
 /// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
@@ -110,7 +110,7 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let err = futures::executor::block_on(pool.spawn(|| panic!("x")).checked()).unwrap_err();
     /// assert!(err.is_panic() && !err.is_shutdown() && !err.is_timeout());
     /// ```
@@ -124,7 +124,7 @@ impl Error {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// pool.shutdown(Duration::ZERO);
     /// let err = futures::executor::block_on(pool.spawn(|| 1).checked()).unwrap_err();
     /// assert!(err.is_shutdown());
@@ -141,16 +141,16 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// # use offthread_runtime::__private::{spawn, with_timeout, default_pool};
+    /// use offthread::offload;
     /// use std::time::Duration;
-    /// let call = with_timeout(
-    ///     spawn(default_pool(), || -> Result<(), offthread_runtime::Error> {
-    ///         std::thread::sleep(Duration::from_millis(200));
-    ///         Ok(())
-    ///     }),
-    ///     Duration::from_millis(10),
-    /// );
-    /// assert!(futures::executor::block_on(call).unwrap_err().is_timeout());
+    ///
+    /// #[offload(timeout = "10ms")]
+    /// fn slow() -> Result<(), offthread::Error> {
+    ///     std::thread::sleep(Duration::from_millis(200));
+    ///     Ok(())
+    /// }
+    ///
+    /// assert!(futures::executor::block_on(slow()).unwrap_err().is_timeout());
     /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(*self.kind, Kind::Timeout { .. })
@@ -181,7 +181,7 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let err = futures::executor::block_on(pool.spawn(|| std::panic::panic_any(7_u8)).checked());
     /// assert_eq!(*err.unwrap_err().into_panic().downcast::<u8>().unwrap(), 7);
     /// ```
@@ -249,7 +249,7 @@ impl std::error::Error for Error {}
 /// # Examples
 ///
 /// ```
-/// let pool = offthread_runtime::Pool::builder().build();
+/// let pool = offthread::Pool::builder().build();
 /// pool.shutdown(std::time::Duration::ZERO);
 /// let err = futures::executor::block_on(pool.spawn(|| ()).checked()).unwrap_err();
 /// let io: std::io::Error = err.into();

@@ -3,17 +3,18 @@
 //! stalling the executor.
 //!
 //! Most users depend on the `offthread` facade and write `#[offload]`; this crate is the
-//! runtime it expands to. It depends on no async runtime: an [`Offload`] wakes its task
+//! runtime it expands to, and the facade re-exports all of it. The examples are written
+//! against the facade, as a user's crate would paste them. It depends on no async runtime: an [`Offload`] wakes its task
 //! through the [`Waker`](std::task::Waker) it was polled with, so it works under tokio
 //! (either flavour), smol, `futures::executor::block_on` or any other executor.
 //!
 //! ```
-//! use offthread_runtime::Pool;
+//! use offthread::Pool;
 //!
 //! let pool = Pool::builder().name("db").max_threads(8).build();
 //! let sum = futures::executor::block_on(async {
 //!     let a = pool.spawn(|| (1..=100u64).sum::<u64>());   // runs on a "db-*" thread
-//!     let b = offthread_runtime::spawn(|| 42u64);          // runs on the default pool
+//!     let b = offthread::spawn(|| 42u64);          // runs on the default pool
 //!     a.await + b.await
 //! });
 //! assert_eq!(sum, 5092);
@@ -107,7 +108,7 @@ mod tests {
 /// # Examples
 ///
 /// ```
-/// let pool = offthread_runtime::default_pool();
+/// let pool = offthread::default_pool();
 /// assert_eq!(futures::executor::block_on(pool.spawn(|| 3)), 3);
 /// ```
 pub fn default_pool() -> &'static Pool {
@@ -124,10 +125,10 @@ pub fn default_pool() -> &'static Pool {
 /// # Examples
 ///
 /// ```
-/// let r = offthread_runtime::configure_default(offthread_runtime::Pool::builder().max_threads(16));
+/// let r = offthread::configure_default(offthread::Pool::builder().max_threads(16));
 /// assert!(r.is_ok());
-/// let _ = offthread_runtime::default_pool();
-/// assert!(offthread_runtime::configure_default(offthread_runtime::Pool::builder()).is_err());
+/// let _ = offthread::default_pool();
+/// assert!(offthread::configure_default(offthread::Pool::builder()).is_err());
 /// ```
 pub fn configure_default(builder: Builder) -> Result<(), Error> {
     let pool = builder.try_build()?;
@@ -151,7 +152,7 @@ pub fn configure_default(builder: Builder) -> Result<(), Error> {
 /// # Examples
 ///
 /// ```
-/// let n = futures::executor::block_on(offthread_runtime::spawn(|| 6 * 7));
+/// let n = futures::executor::block_on(offthread::spawn(|| 6 * 7));
 /// assert_eq!(n, 42);
 /// ```
 pub fn spawn<F, T>(f: F) -> Offload<T>
@@ -166,34 +167,13 @@ where
 #[doc(hidden)]
 pub mod __private {
     pub use crate::limit::Limit;
-    pub use crate::{default_pool, Error, Offload, Pool};
-    pub use ::core::{
-        future::Future, marker::Send, option::Option, result::Result, time::Duration,
-    };
+    pub use ::core::{result::Result, time::Duration};
     pub use ::std::borrow::{Borrow, ToOwned};
-    pub use ::std::boxed::Box;
-    pub use ::std::sync::Arc;
 
-    /// `pool = EXPR`: `pool_ref(&*(EXPR))` accepts a `static` that derefs to a pool and any
-    /// `&Pool`, through deref coercion.
-    #[inline]
-    pub fn pool_ref(pool: &Pool) -> &Pool {
-        pool
-    }
+    use crate::{Error, Offload, Pool};
 
-    /// The job of one call, on `pool`.
-    #[inline]
-    pub fn spawn<F, T>(pool: &Pool, f: F) -> Offload<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        pool.spawn(f)
-    }
-
-    /// `#[local] conn: &mut L`: the job of one call whose body needs the worker's own `L`
-    /// (see [`Builder::worker_local`](crate::Builder::worker_local)). On a pool with no
-    /// `worker_local` of type `L`, the call fails with an error naming `L` and the pool.
+    /// [`Pool::spawn_local`] as a free function. The expansion uses `Pool::spawn_local`;
+    /// this stays for the runtime's scheduling tests that call it, until they do too.
     #[inline]
     pub fn spawn_local<L, F, T>(pool: &Pool, f: F) -> Offload<T>
     where
@@ -201,7 +181,7 @@ pub mod __private {
         F: FnOnce(&mut L) -> T + Send + 'static,
         T: Send + 'static,
     {
-        pool.spawn(move || crate::local::with_local::<L, T>(f))
+        pool.spawn_local(f)
     }
 
     /// `limit = N`: a permit of `limit` is taken (asynchronously, FIFO) at the first poll
@@ -212,6 +192,27 @@ pub mod __private {
         call
     }
 
+    /// The error types `timeout = ".."` can put a timeout into by itself: those with
+    /// `From<offthread::Error>`. For any other, the attribute names a conversion with
+    /// `timeout_error = path`, and the expansion calls [`with_timeout_as`] instead.
+    #[diagnostic::on_unimplemented(
+        message = "`timeout` cannot turn a timeout into `{Self}`: it has no `From<offthread::Error>`",
+        label = "the error type of this function",
+        note = "name a conversion in the attribute: `timeout_error = to_my_error`, where `fn to_my_error(e: offthread::Error) -> {Self}`",
+        note = "or, for an error type of your own crate, implement `From<offthread::Error>` for it"
+    )]
+    pub trait TimeoutError {
+        /// The error a timeout becomes.
+        fn from_timeout(error: Error) -> Self;
+    }
+
+    impl<E: From<Error>> TimeoutError for E {
+        #[inline]
+        fn from_timeout(error: Error) -> Self {
+            E::from(error)
+        }
+    }
+
     /// `timeout = ".."`: past `after`, the call resolves to `Err(E::from(timeout error))`.
     #[inline]
     pub fn with_timeout<T, E>(
@@ -219,9 +220,21 @@ pub mod __private {
         after: Duration,
     ) -> Offload<Result<T, E>>
     where
-        E: From<Error>,
+        E: TimeoutError,
     {
-        call.set_timeout(after, |e| Err(E::from(e)));
+        call.set_timeout(after, |e| Err(E::from_timeout(e)));
+        call
+    }
+
+    /// `timeout = "..", timeout_error = f`: past `after`, the call resolves to
+    /// `on_timeout(timeout error)`, which the expansion writes as `|e| Err(f(e))`.
+    #[inline]
+    pub fn with_timeout_as<T>(
+        mut call: Offload<T>,
+        after: Duration,
+        on_timeout: fn(Error) -> T,
+    ) -> Offload<T> {
+        call.set_timeout(after, on_timeout);
         call
     }
 }

@@ -30,10 +30,14 @@ use std::task::{Context, Poll, Waker};
 /// # Examples
 ///
 /// ```
-/// use offthread_runtime::__private::{spawn, with_limit, default_pool, Limit};
-/// static ONE: Limit = Limit::new(1);
-/// let a = with_limit(spawn(default_pool(), || 1), &ONE);
-/// let b = with_limit(spawn(default_pool(), || 2), &ONE);
+/// use offthread::offload;
+///
+/// #[offload(limit = 1)] // declares a `static Limit` with one permit inside `one_at_a_time`
+/// fn one_at_a_time(n: u32) -> u32 {
+///     n
+/// }
+///
+/// let (a, b) = (one_at_a_time(1), one_at_a_time(2));
 /// assert_eq!(futures::executor::block_on(async { a.await + b.await }), 3);
 /// ```
 pub struct Limit {

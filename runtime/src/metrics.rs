@@ -15,7 +15,7 @@ use crate::queue::Padded;
 /// # Examples
 ///
 /// ```
-/// let pool = offthread_runtime::Pool::builder().name("m").build();
+/// let pool = offthread::Pool::builder().name("m").build();
 /// futures::executor::block_on(pool.spawn(|| 2 + 2));
 /// let m = pool.metrics();
 /// assert_eq!((m.submitted, m.completed), (1, 1));

@@ -49,7 +49,7 @@ use crate::worker::SpinGauge;
 /// # Examples
 ///
 /// ```
-/// use offthread_runtime::{Offload, Pool};
+/// use offthread::{Offload, Pool};
 ///
 /// let pool = Pool::builder().name("fs").build();
 /// let len: Offload<usize> = pool.spawn(|| std::fs::read("Cargo.toml").map_or(0, |b| b.len()));
@@ -57,6 +57,18 @@ use crate::worker::SpinGauge;
 /// ```
 #[must_use = "an Offload does nothing unless it is awaited or polled"]
 pub struct Offload<T> {
+    repr: Repr<T>,
+}
+
+/// A call on a pool, or a value that is already there ([`Offload::ready`]).
+enum Repr<T> {
+    Call(Call<T>),
+    /// Boxed, so that `Offload<T>` stays `Unpin` whatever `T` is; `None` once returned.
+    Ready(Option<Box<T>>),
+}
+
+/// One call on a pool: its job and the future's side of its bookkeeping.
+struct Call<T> {
     job: Arc<dyn Task<T>>,
     pool: Pool,
     state: State,
@@ -86,23 +98,62 @@ enum State {
 impl<T> Offload<T> {
     pub(crate) fn new(job: Arc<dyn Task<T>>, pool: Pool) -> Offload<T> {
         Offload {
-            job,
-            pool,
-            state: State::Unpolled,
-            limit: None,
-            timeout: None,
-            on_error: None,
-            timer: None,
+            repr: Repr::Call(Call {
+                job,
+                pool,
+                state: State::Unpolled,
+                limit: None,
+                timeout: None,
+                on_error: None,
+                timer: None,
+            }),
+        }
+    }
+
+    /// An `Offload` whose output is `value`, already there: it runs nothing, uses no pool
+    /// (no pool's [`Metrics`](crate::Metrics) count it) and is ready at its first poll.
+    ///
+    /// For implementations of a trait whose methods return `Offload<R>` that have nothing to
+    /// run on a thread, such as a fake repository in tests or a cache hit. Like any
+    /// `Offload`, it is `Send + Unpin + 'static` when `T: Send + 'static`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use offthread::Offload;
+    ///
+    /// trait Users {
+    ///     fn name(&self, id: u32) -> Offload<Option<String>>;
+    /// }
+    ///
+    /// struct FakeUsers;
+    ///
+    /// impl Users for FakeUsers {
+    ///     fn name(&self, id: u32) -> Offload<Option<String>> {
+    ///         Offload::ready((id == 7).then(|| "ada".to_owned()))
+    ///     }
+    /// }
+    ///
+    /// let name = futures::executor::block_on(FakeUsers.name(7));
+    /// assert_eq!(name.as_deref(), Some("ada"));
+    /// ```
+    pub fn ready(value: T) -> Offload<T> {
+        Offload {
+            repr: Repr::Ready(Some(Box::new(value))),
         }
     }
 
     pub(crate) fn set_limit(&mut self, limit: &'static Limit) {
-        self.limit = Some(limit);
+        if let Repr::Call(call) = &mut self.repr {
+            call.limit = Some(limit);
+        }
     }
 
     pub(crate) fn set_timeout(&mut self, after: Duration, on_error: fn(Error) -> T) {
-        self.timeout = Some(after);
-        self.on_error = Some(on_error);
+        if let Repr::Call(call) = &mut self.repr {
+            call.timeout = Some(after);
+            call.on_error = Some(on_error);
+        }
     }
 
     /// A future of `Result<T, Error>`: panics, shutdown and timeouts become `Err` values
@@ -111,7 +162,7 @@ impl<T> Offload<T> {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let r = futures::executor::block_on(pool.spawn(|| -> u8 { panic!("bad input") }).checked());
     /// let err = r.unwrap_err();
     /// assert!(err.is_panic());
@@ -121,6 +172,19 @@ impl<T> Offload<T> {
         Checked { inner: self }
     }
 
+    /// The output, or why there is none.
+    fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        match &mut self.repr {
+            Repr::Call(call) => call.poll_call(cx),
+            Repr::Ready(value) => {
+                let value = value.take().expect("`Offload` polled after it completed");
+                Poll::Ready(Ok(*value))
+            }
+        }
+    }
+}
+
+impl<T> Call<T> {
     /// Drives the call: submits on the first poll, then reads the result.
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         loop {
@@ -255,12 +319,17 @@ impl<T> Future for Offload<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let this = &mut *self;
-        this.poll_call(cx).map(|result| this.resolve(result))
+        match &mut self.repr {
+            Repr::Call(call) => call.poll_call(cx).map(|result| call.resolve(result)),
+            Repr::Ready(value) => {
+                let value = value.take().expect("`Offload` polled after it completed");
+                Poll::Ready(*value)
+            }
+        }
     }
 }
 
-impl<T> Drop for Offload<T> {
+impl<T> Drop for Call<T> {
     fn drop(&mut self) {
         self.abandon();
         if let Some(key) = self.timer.take() {
@@ -271,7 +340,17 @@ impl<T> Drop for Offload<T> {
 
 impl<T> std::fmt::Debug for Offload<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.state {
+        let call = match &self.repr {
+            Repr::Call(call) => call,
+            Repr::Ready(value) => {
+                let state = if value.is_some() { "ready" } else { "done" };
+                return f
+                    .debug_struct("Offload")
+                    .field("state", &state)
+                    .finish_non_exhaustive();
+            }
+        };
+        let state = match call.state {
             State::Unpolled => "unpolled",
             State::Limit(_) => "waiting for a limit permit",
             State::Ready => "ready to queue",
@@ -280,7 +359,7 @@ impl<T> std::fmt::Debug for Offload<T> {
             State::Done => "done",
         };
         f.debug_struct("Offload")
-            .field("pool", &self.pool.shared().name)
+            .field("pool", &call.pool.shared().name)
             .field("state", &state)
             .finish_non_exhaustive()
     }
@@ -338,7 +417,7 @@ fn spin_for_result<T>(job: &dyn Task<T>) {
 ///
 /// ```
 /// use std::time::Duration;
-/// let pool = offthread_runtime::Pool::builder().build();
+/// let pool = offthread::Pool::builder().build();
 /// pool.shutdown(Duration::ZERO);
 /// let r = futures::executor::block_on(pool.spawn(|| 1).checked());
 /// assert!(r.unwrap_err().is_shutdown());
@@ -354,5 +433,27 @@ impl<T> Future for Checked<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         self.inner.poll_call(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Offload;
+    use crate::Pool;
+
+    fn send_unpin_static<T: Send + Unpin + 'static>(_: &T) {}
+
+    #[test]
+    fn a_ready_offload_runs_nothing_and_counts_in_no_pool() {
+        let pool = Pool::builder().build();
+        // `PhantomPinned` is not `Unpin`: the value is boxed, so the future still is.
+        let ready = Offload::ready((7, std::marker::PhantomPinned));
+        send_unpin_static(&ready);
+        assert!(format!("{ready:?}").contains("ready"));
+        assert_eq!(futures::executor::block_on(ready).0, 7);
+        let checked = futures::executor::block_on(Offload::ready("x").checked());
+        assert_eq!(checked.unwrap(), "x");
+        let m = pool.metrics();
+        assert_eq!((m.submitted, m.completed, m.threads), (0, 0, 0));
     }
 }

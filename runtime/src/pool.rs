@@ -274,6 +274,41 @@ impl Pool {
         Offload::new(job, self.clone())
     }
 
+    /// Runs `f` on the pool with the worker's own `L`, the per-worker resource registered
+    /// with [`Builder::worker_local`](crate::Builder::worker_local), and returns a future of
+    /// its value. It is what `#[offload]` makes of a `#[local] conn: &mut L` parameter.
+    ///
+    /// The worker makes its `L` with the registered `init` the first time a body needs one
+    /// there, and lends the same value to every later body on that thread: no checkout per
+    /// call, and `L` need not be `Send`. On a pool with no `worker_local` of type `L`, the call
+    /// fails: [`checked`](Offload::checked) gives an error naming `L` and the pool, a plain
+    /// `.await` panics with it. Otherwise it behaves as [`spawn`](Pool::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use offthread::Pool;
+    ///
+    /// struct Conn { queries: u32 }   // stands for a database connection
+    ///
+    /// let pool = Pool::builder().max_threads(1).worker_local(|| Conn { queries: 0 }).build();
+    /// let count = |conn: &mut Conn| { conn.queries += 1; conn.queries };
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(pool.spawn_local(count).await, 1);
+    ///     assert_eq!(pool.spawn_local(count).await, 2); // the same worker, the same Conn
+    ///     let err = pool.spawn_local(|_: &mut String| ()).checked().await.unwrap_err();
+    ///     assert!(err.to_string().contains("String"), "{err}");
+    /// });
+    /// ```
+    pub fn spawn_local<L, F, T>(&self, f: F) -> Offload<T>
+    where
+        L: 'static,
+        F: FnOnce(&mut L) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn(move || crate::local::with_local::<L, T>(f))
+    }
+
     /// A snapshot of the pool's threads, queue and totals.
     ///
     /// # Examples

@@ -138,7 +138,7 @@ impl Timer {
 #[cfg(test)]
 mod tests {
     use super::pending;
-    use crate::__private::{spawn, with_timeout};
+    use crate::__private::with_timeout;
     use crate::{Error, Pool};
     use std::future::Future;
     use std::task::{Context, Poll};
@@ -150,7 +150,7 @@ mod tests {
         let before = pending();
         for i in 0..100 {
             let call = with_timeout(
-                spawn(&pool, move || Ok::<_, Error>(i)),
+                pool.spawn(move || Ok::<_, Error>(i)),
                 Duration::from_secs(60),
             );
             assert_eq!(futures::executor::block_on(call).unwrap(), i);
@@ -158,7 +158,7 @@ mod tests {
         let waker = futures::task::noop_waker();
         for _ in 0..100 {
             let mut call = with_timeout(
-                spawn(&pool, || {
+                pool.spawn(|| {
                     std::thread::sleep(Duration::from_millis(1));
                     Ok::<_, Error>(())
                 }),

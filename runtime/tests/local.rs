@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::executor::block_on;
-use offthread_runtime::{__private::spawn_local, Pool};
+use offthread_runtime::Pool;
 use support::{eventually, Gate};
 
 /// Counts its drops.
@@ -50,7 +50,7 @@ fn a_worker_reuses_its_resource() {
     let (pool, made, _) = conn_pool(1);
     let uses: Vec<_> = (0..5)
         .map(|_| {
-            block_on(spawn_local(&pool, |c: &mut Conn| {
+            block_on(pool.spawn_local(|c: &mut Conn| {
                 c.uses += 1;
                 (c.id, c.uses)
             }))
@@ -68,7 +68,7 @@ fn two_workers_have_two_resources_dropped_when_the_workers_exit() {
     let calls: Vec<_> = (0..2)
         .map(|_| {
             let (gate, ids) = (gate.clone(), Arc::clone(&ids));
-            spawn_local(&pool, move |c: &mut Conn| {
+            pool.spawn_local(move |c: &mut Conn| {
                 ids.lock().unwrap().insert(c.id);
                 gate.wait();
             })
@@ -103,11 +103,11 @@ fn a_panicking_init_fails_only_that_call_and_the_next_retries() {
             })
             .build()
     };
-    let first = block_on(spawn_local(&pool, |n: &mut u32| *n).checked()).unwrap_err();
+    let first = block_on(pool.spawn_local(|n: &mut u32| *n).checked()).unwrap_err();
     assert!(first.is_panic());
     assert!(first.to_string().contains("starting up"), "{first}");
-    assert_eq!(block_on(spawn_local(&pool, |n: &mut u32| *n)), 7);
-    assert_eq!(block_on(spawn_local(&pool, |n: &mut u32| *n)), 7);
+    assert_eq!(block_on(pool.spawn_local(|n: &mut u32| *n)), 7);
+    assert_eq!(block_on(pool.spawn_local(|n: &mut u32| *n)), 7);
     assert_eq!(
         attempts.load(SeqCst),
         2,
@@ -118,7 +118,7 @@ fn a_panicking_init_fails_only_that_call_and_the_next_retries() {
 #[test]
 fn a_pool_without_the_resource_fails_the_call_naming_type_and_pool() {
     let pool = Pool::builder().name("plain").build();
-    let err = block_on(spawn_local(&pool, |c: &mut Conn| c.id).checked()).unwrap_err();
+    let err = block_on(pool.spawn_local(|c: &mut Conn| c.id).checked()).unwrap_err();
     let msg = err.to_string();
     assert!(!err.is_panic() && !err.is_shutdown() && !err.is_timeout());
     assert!(
@@ -127,7 +127,7 @@ fn a_pool_without_the_resource_fails_the_call_naming_type_and_pool() {
     );
     assert!(msg.contains("worker_local"), "{msg}");
     let plain = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        block_on(spawn_local(&pool, |c: &mut Conn| c.id))
+        block_on(pool.spawn_local(|c: &mut Conn| c.id))
     }))
     .unwrap_err();
     let text = plain.downcast_ref::<String>().unwrap();
@@ -139,10 +139,13 @@ fn a_pool_without_the_resource_fails_the_call_naming_type_and_pool() {
 #[test]
 fn a_panicking_body_drops_the_resource_it_held() {
     let (pool, made, dropped) = conn_pool(1);
-    let r = block_on(spawn_local(&pool, |_: &mut Conn| panic!("mid-transaction")).checked());
+    let r = block_on(
+        pool.spawn_local(|_: &mut Conn| panic!("mid-transaction"))
+            .checked(),
+    );
     assert!(r.unwrap_err().is_panic());
     assert_eq!(dropped.load(SeqCst), 1);
-    assert_eq!(block_on(spawn_local(&pool, |c: &mut Conn| c.id)), 1);
+    assert_eq!(block_on(pool.spawn_local(|c: &mut Conn| c.id)), 1);
     assert_eq!(made.load(SeqCst), 2);
 }
 
@@ -154,12 +157,12 @@ fn several_types_may_be_registered_each_made_once_per_worker() {
         .worker_local(|| 0_u64)
         .build();
     for i in 1..=3 {
-        let n = block_on(spawn_local(&pool, |n: &mut u64| {
+        let n = block_on(pool.spawn_local(|n: &mut u64| {
             *n += 1;
             *n
         }));
         assert_eq!(n, i);
-        let s = block_on(spawn_local(&pool, |s: &mut String| s.clone()));
+        let s = block_on(pool.spawn_local(|s: &mut String| s.clone()));
         assert_eq!(s, "conn");
     }
 }

@@ -13,4 +13,10 @@ impl Cache {
     }
 }
 
-fn main() {}
+async fn caller(mut cache: Cache) -> u32 {
+    cache.record().await
+}
+
+fn main() {
+    let _ = caller(Cache { hits: 0 });
+}

@@ -5,4 +5,10 @@ fn lookup(id: u32) -> Option<String> {
     Some(id.to_string())
 }
 
-fn main() {}
+async fn caller() -> Option<String> {
+    lookup(7).await
+}
+
+fn main() {
+    let _ = caller();
+}

@@ -5,7 +5,12 @@ fn work(n: u32) -> u32 {
     n
 }
 
+// The function is still emitted, awaitable: no "cannot find function" or "`u32` is not a
+// future" error here.
+async fn caller() -> u32 {
+    work(1).await + 1
+}
+
 fn main() {
-    // The item is still emitted: no "cannot find function" error here.
-    let _ = work(1);
+    let _ = caller();
 }

@@ -47,6 +47,36 @@ pub mod inner {
     }
 }
 
+/// An error type with no `From<renamed::Error>`.
+#[derive(Debug)]
+pub struct Foreign;
+
+fn to_foreign(_: renamed::Error) -> Foreign {
+    Foreign
+}
+
+/// A trait whose methods return the renamed crate's `Offload`.
+#[offload(crate = renamed)]
+pub trait Store: Send + Sync {
+    /// The value under `key`.
+    ///
+    /// # Errors
+    ///
+    /// `Foreign` on a timeout.
+    fn get(&self, key: u8) -> Result<u8, Foreign>;
+}
+
+/// An implementation, every option through the renamed crate.
+#[derive(Clone)]
+pub struct Mem;
+
+#[offload(crate = renamed, pool = POOL, timeout = "5s", timeout_error = to_foreign)]
+impl Store for Mem {
+    fn get(&self, key: u8) -> Result<u8, Foreign> {
+        Ok(key + 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -56,5 +86,7 @@ mod tests {
         assert_eq!(super::all_blocking(2).unwrap(), 3);
         let thing = super::inner::Thing(4);
         assert_eq!(futures::executor::block_on(thing.doubled()), 8);
+        let store: &dyn super::Store = &super::Mem;
+        assert_eq!(futures::executor::block_on(store.get(1)).unwrap(), 2);
     }
 }
