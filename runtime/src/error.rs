@@ -164,7 +164,7 @@ impl Error {
     ///
     /// ```
     /// // A stack no OS can give: the pool cannot start its first thread.
-    /// let pool = offthread_runtime::Pool::builder().stack_size(usize::MAX / 2).build();
+    /// let pool = offthread::Pool::builder().stack_size(usize::MAX / 2).build();
     /// let err = futures::executor::block_on(pool.spawn(|| 1).checked()).unwrap_err();
     /// assert!(err.is_no_threads());
     /// ```

@@ -170,19 +170,7 @@ pub mod __private {
     pub use ::core::{result::Result, time::Duration};
     pub use ::std::borrow::{Borrow, ToOwned};
 
-    use crate::{Error, Offload, Pool};
-
-    /// [`Pool::spawn_local`] as a free function. The expansion uses `Pool::spawn_local`;
-    /// this stays for the runtime's scheduling tests that call it, until they do too.
-    #[inline]
-    pub fn spawn_local<L, F, T>(pool: &Pool, f: F) -> Offload<T>
-    where
-        L: 'static,
-        F: FnOnce(&mut L) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        pool.spawn_local(f)
-    }
+    use crate::{Error, Offload};
 
     /// `limit = N`: a permit of `limit` is taken (asynchronously, FIFO) at the first poll
     /// and held until the body returns.

@@ -66,7 +66,7 @@ use crate::worker::{Parker, WorkerSlot};
 ///
 /// ```
 /// use std::sync::LazyLock;
-/// use offthread_runtime::Pool;
+/// use offthread::Pool;
 ///
 /// static DB: LazyLock<Pool> = LazyLock::new(|| Pool::builder().name("db").max_threads(8).build());
 ///
@@ -171,7 +171,7 @@ fn cpus() -> usize {
 /// # Examples
 ///
 /// ```
-/// let pool = offthread_runtime::Pool::builder().build();
+/// let pool = offthread::Pool::builder().build();
 /// let report = pool.shutdown(std::time::Duration::from_millis(10));
 /// assert_eq!((report.still_running, report.failed), (0, 0));
 /// ```
@@ -190,7 +190,7 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().name("io").max_threads(4).build();
+    /// let pool = offthread::Pool::builder().name("io").max_threads(4).build();
     /// assert_eq!(futures::executor::block_on(pool.spawn(|| "done")), "done");
     /// ```
     pub fn builder() -> Builder {
@@ -256,7 +256,7 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let contents = futures::executor::block_on(pool.spawn(|| std::fs::read_to_string("Cargo.toml")));
     /// assert!(contents.unwrap().contains("[package]"));
     /// ```
@@ -314,7 +314,7 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let _ = futures::executor::block_on(pool.spawn(|| panic!("x")).checked());
     /// assert_eq!(pool.metrics().panicked, 1);
     /// ```
@@ -351,7 +351,7 @@ impl Pool {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let pool = offthread_runtime::Pool::builder().build();
+    /// let pool = offthread::Pool::builder().build();
     /// let report = pool.shutdown(Duration::from_secs(1));
     /// assert_eq!(report.failed, 0);
     /// let late = futures::executor::block_on(pool.spawn(|| 1).checked());

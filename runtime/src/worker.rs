@@ -50,9 +50,9 @@ thread_local! {
 /// # Examples
 ///
 /// ```
-/// assert!(!offthread_runtime::is_cancelled());
-/// let pool = offthread_runtime::Pool::builder().build();
-/// assert!(!futures::executor::block_on(pool.spawn(offthread_runtime::is_cancelled)));
+/// assert!(!offthread::is_cancelled());
+/// let pool = offthread::Pool::builder().build();
+/// assert!(!futures::executor::block_on(pool.spawn(offthread::is_cancelled)));
 /// ```
 pub fn is_cancelled() -> bool {
     CURRENT.with_borrow(|jobs| jobs.iter().any(|job| job.is_cancelled()))

@@ -1,4 +1,4 @@
-//! Behaviour of the pool and of `Offload<T>`: one test per promise of CONTRACT §3.
+//! Behaviour of the pool and of `Offload<T>`: one test per promise they make.
 
 mod support;
 

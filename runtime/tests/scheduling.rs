@@ -177,7 +177,6 @@ fn busy_loops_do_not_multiply_threads() {
 
 #[test]
 fn shutdown_returns_after_exited_workers_ran_their_stop_hooks_and_dropped_their_locals() {
-    use offthread_runtime::__private::spawn_local;
     struct Conn(Arc<AtomicUsize>);
     impl Drop for Conn {
         fn drop(&mut self) {
@@ -205,11 +204,7 @@ fn shutdown_returns_after_exited_workers_ran_their_stop_hooks_and_dropped_their_
             .build()
     };
     let calls: Vec<_> = (0..16)
-        .map(|_| {
-            spawn_local(&pool, |_: &mut Conn| {
-                std::thread::sleep(Duration::from_millis(2))
-            })
-        })
+        .map(|_| pool.spawn_local(|_: &mut Conn| std::thread::sleep(Duration::from_millis(2))))
         .collect();
     block_on(futures::future::join_all(calls));
     let threads = pool.metrics().threads;
