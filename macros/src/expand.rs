@@ -13,19 +13,28 @@
 //! pub fn get(name: &str, n: u32) -> ::offthread::Offload<Result<String, E>> {
 //!     // (the body's inner attributes, `#![..]`, go here)
 //!     let __copy0 = <str as ::offthread::__private::ToOwned>::to_owned(name);
+//!     let __site: &'static ::offthread::__private::Site = {
+//!         static __OFFTHREAD_SITE: ::offthread::__private::Site =
+//!             ::offthread::__private::Site::new(::core::concat!(::core::module_path!(), "::", "get"));
+//!         &__OFFTHREAD_SITE
+//!     };
 //!     let __limit: &'static ::offthread::__private::Limit = {
 //!         static __OFFTHREAD_LIMIT: ::offthread::__private::Limit =
 //!             ::offthread::__private::Limit::new(2);
 //!         &__OFFTHREAD_LIMIT
 //!     };
 //!     ::offthread::__private::with_limit(
-//!         ::offthread::Pool::spawn(
-//!             ::offthread::default_pool(),
-//!             move || -> Result<String, E> {
-//!                 let name: &str = ::offthread::__private::Borrow::borrow(&__copy0);
-//!                 let mut n = n;
-//!                 body
-//!             },
+//!         ::offthread::__private::with_site(
+//!             ::offthread::Pool::spawn(
+//!                 ::offthread::default_pool(),
+//!                 move || -> Result<String, E> {
+//!                     let __run = ::offthread::__private::RunGuard::enter(__site);
+//!                     let name: &str = ::offthread::__private::Borrow::borrow(&__copy0);
+//!                     let mut n = n;
+//!                     body
+//!                 },
+//!             ),
+//!             __site,
 //!         ),
 //!         __limit,
 //!     )
@@ -41,7 +50,10 @@
 //! signature above, with a body that never runs), so its callers compile and the only errors
 //! are the macro's.
 //!
-//! Generated locals (`__copy0`, `__limit`, `__self`, `__arg0`, `__local`) are resolved at the
+//! The `__site` static holds the function's figures (`offthread::function_metrics`): the
+//! call counts itself there, and the guard `__run` times the body.
+//!
+//! Generated locals (`__copy0`, `__limit`, `__site`, `__run`, `__self`, `__arg0`, `__local`) are resolved at the
 //! macro's mixed site, so they can neither clash with nor be seen by the user's names.
 
 use crate::args::Args;
@@ -216,7 +228,21 @@ fn expand_one(checked: Checked) -> TokenStream {
     // parameter's last token, so when it is not `Send` or not `'static` because of a
     // parameter, rustc's error underlines the parameters, not the attribute.
     let (first, last) = params_span(&sig).unwrap_or((output_span, output_span));
-    let mut stmts = TokenStream::new();
+    // The function's figures (`offthread::function_metrics`): a static per function, a
+    // guard that times the body, and the call told where to count itself.
+    let site = Ident::new("__site", Span::mixed_site());
+    let run_guard = Ident::new("__run", Span::mixed_site());
+    let fn_name = sig.ident.to_string();
+    let fn_name = fn_name.strip_prefix("r#").unwrap_or(&fn_name);
+    let make_site = quote! {
+        let #site: &'static #krate::__private::Site = {
+            static __OFFTHREAD_SITE: #krate::__private::Site = #krate::__private::Site::new(
+                ::core::concat!(::core::module_path!(), "::", #fn_name),
+            );
+            &__OFFTHREAD_SITE
+        };
+    };
+    let mut stmts = quote!(let #run_guard = #krate::__private::RunGuard::enter(#site););
     stmts.extend(in_job);
     stmts.extend(body);
     let mut body = Group::new(Delimiter::Brace, stmts);
@@ -234,7 +260,7 @@ fn expand_one(checked: Checked) -> TokenStream {
         ),
     };
     let spawn = quote_spanned! {output_span=>
-        #spawn_path(#pool, #closure #closure_output #body)
+        #krate_at_output::__private::with_site(#spawn_path(#pool, #closure #closure_output #body), #site)
     };
     let (limit, job) = wrap(&args, spawn);
 
@@ -249,6 +275,7 @@ fn expand_one(checked: Checked) -> TokenStream {
         #vis #sig {
             #inner_attrs
             #(#call_site)*
+            #make_site
             #limit
             #job
         }

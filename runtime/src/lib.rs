@@ -46,6 +46,7 @@ mod monitor;
 mod offload;
 mod pool;
 mod queue;
+mod site;
 mod sync;
 mod timer;
 mod worker;
@@ -57,6 +58,7 @@ pub use error::Error;
 pub use metrics::Metrics;
 pub use offload::{Checked, Offload};
 pub use pool::{Pool, ShutdownReport};
+pub use site::{function_metrics, FunctionMetrics};
 pub use worker::is_cancelled;
 
 /// The environment variable that sets the default pool's `max_threads`.
@@ -167,10 +169,19 @@ where
 #[doc(hidden)]
 pub mod __private {
     pub use crate::limit::Limit;
+    pub use crate::site::{RunGuard, Site};
     pub use ::core::{result::Result, time::Duration};
     pub use ::std::borrow::{Borrow, ToOwned};
 
     use crate::{Error, Offload};
+
+    /// Every `#[offload]` call: counted in its function's figures (see
+    /// [`function_metrics`](crate::function_metrics)).
+    #[inline]
+    pub fn with_site<T>(mut call: Offload<T>, site: &'static Site) -> Offload<T> {
+        call.set_site(site);
+        call
+    }
 
     /// `limit = N`: a permit of `limit` is taken (asynchronously, FIFO) at the first poll
     /// and held until the body returns.

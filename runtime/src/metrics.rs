@@ -46,6 +46,39 @@ pub struct Metrics {
     pub run_time: Duration,
 }
 
+/// One log line: `12 threads (3 idle), 4 queued, 9 running; 1200 submitted, 1180
+/// completed, 2 panicked, 5 cancelled; mean queue wait 1.2ms, mean run 8.1ms`.
+///
+/// # Examples
+///
+/// ```
+/// let pool = offthread::Pool::builder().build();
+/// futures::executor::block_on(pool.spawn(|| ()));
+/// let line = pool.metrics().to_string();
+/// assert!(line.contains("1 submitted, 1 completed"));
+/// ```
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ran = self.completed + self.panicked;
+        let mean = |total: Duration| total / u32::try_from(ran.max(1)).unwrap_or(u32::MAX);
+        write!(
+            f,
+            "{} threads ({} idle), {} queued, {} running; {} submitted, {} completed, \
+             {} panicked, {} cancelled; mean queue wait {:?}, mean run {:?}",
+            self.threads,
+            self.idle_threads,
+            self.queued,
+            self.running,
+            self.submitted,
+            self.completed,
+            self.panicked,
+            self.cancelled,
+            mean(self.queue_wait),
+            mean(self.run_time),
+        )
+    }
+}
+
 /// The totals behind [`Metrics`], each written by the party its comment names.
 #[derive(Default)]
 pub(crate) struct Counters {

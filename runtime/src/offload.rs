@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::job::{Abandoned, Run, Task};
 use crate::limit::{Acquire, Limit, LimitRef};
 use crate::pool::Pool;
+use crate::site::Site;
 use crate::worker::SpinGauge;
 
 /// The future of an offloaded call: its output is the body's value.
@@ -78,6 +79,8 @@ struct Call<T> {
     on_error: Option<fn(Error) -> T>,
     /// The armed timer entry, removed when the future is dropped (if still there).
     timer: Option<crate::timer::Key>,
+    /// The `#[offload]` function's counters, if it is one.
+    site: Option<&'static Site>,
 }
 
 enum State {
@@ -106,6 +109,7 @@ impl<T> Offload<T> {
                 timeout: None,
                 on_error: None,
                 timer: None,
+                site: None,
             }),
         }
     }
@@ -140,6 +144,12 @@ impl<T> Offload<T> {
     pub fn ready(value: T) -> Offload<T> {
         Offload {
             repr: Repr::Ready(Some(Box::new(value))),
+        }
+    }
+
+    pub(crate) fn set_site(&mut self, site: &'static Site) {
+        if let Repr::Call(call) = &mut self.repr {
+            call.site = Some(site);
         }
     }
 
@@ -192,6 +202,9 @@ impl<T> Call<T> {
                 State::Unpolled => {
                     let shared = self.pool.shared();
                     shared.count_submitted();
+                    if let Some(site) = self.site {
+                        site.count_call();
+                    }
                     if shared.is_closed() {
                         self.job.abandon();
                         shared.count_cancelled(false);
@@ -278,6 +291,9 @@ impl<T> Call<T> {
             debug_assert!(registered.is_pending());
         }
         if self.job.timed_out() {
+            if let Some(site) = self.site {
+                site.count_timeout();
+            }
             self.abandon();
             let after = self.timeout.unwrap_or_default();
             return Poll::Ready(Err(Error::timeout(after)));
@@ -331,6 +347,11 @@ impl<T> Future for Offload<T> {
 
 impl<T> Drop for Call<T> {
     fn drop(&mut self) {
+        if let Some(site) = self.site {
+            if !matches!(self.state, State::Unpolled | State::Done) {
+                site.count_cancelled();
+            }
+        }
         self.abandon();
         if let Some(key) = self.timer.take() {
             crate::timer::cancel(key);

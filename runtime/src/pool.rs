@@ -175,11 +175,15 @@ fn cpus() -> usize {
 /// let report = pool.shutdown(std::time::Duration::from_millis(10));
 /// assert_eq!((report.still_running, report.failed), (0, 0));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ShutdownReport {
     /// Jobs whose bodies had not returned at the deadline (they run on to their end).
     pub still_running: usize,
+    /// The `#[offload]` functions (`module::function`) of the bodies still running on the
+    /// pool's threads at the deadline, one entry per body; bodies run with `Pool::spawn`
+    /// have no name and are only counted.
+    pub still_running_in: Vec<&'static str>,
     /// Queued jobs that never started and were failed with a shutdown error.
     pub failed: usize,
 }
@@ -393,6 +397,12 @@ impl Pool {
         let mut st = lock(&s.state);
         // Join the threads that exited (their hooks and locals are done when a join
         // returns); those still in a body at the deadline run on, unjoined.
+        let still_running_in: Vec<&'static str> = st
+            .slots
+            .iter()
+            .filter(|slot| slot.busy_since.load(Relaxed) != 0)
+            .filter_map(|slot| crate::site::name_of(slot.running_in.load(Relaxed)))
+            .collect();
         let alive: Vec<_> = st
             .slots
             .iter()
@@ -409,6 +419,7 @@ impl Pool {
         let failed = s.fail_queued(|| Error::shutdown(Arc::clone(&s.name)));
         ShutdownReport {
             still_running: s.running.load(SeqCst),
+            still_running_in,
             failed,
         }
     }

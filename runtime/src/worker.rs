@@ -84,6 +84,9 @@ pub(crate) struct WorkerSlot {
     /// waits for this to clear before it fails what is still queued, so no body starts
     /// after it returns. Written by the worker.
     pub(crate) starting: AtomicBool,
+    /// The `#[offload]` function the current body belongs to (its site id, 0 if none or
+    /// not known); written by the body's guard, read by shutdown to name what still runs.
+    pub(crate) running_in: Arc<AtomicU32>,
     /// The worker's thread, set when it starts; shutdown joins exited workers by it.
     pub(crate) thread: OnceLock<std::thread::ThreadId>,
     /// What the monitor last learned of the current body (only the monitor locks this).
@@ -189,6 +192,7 @@ impl Shared {
         slot.tid.store(cpu::current_tid(), Relaxed);
         WORKER_OF.set(self.id());
         STOPPING.set(Some(Arc::clone(&self.stopping)));
+        crate::site::record_running_in(Some(Arc::clone(&slot.running_in)));
         crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.config.locals));
         run_hook(self.config.on_thread_start.as_ref());
         let parker = Arc::new(Parker {
@@ -247,6 +251,7 @@ impl Shared {
         run_hook(self.config.on_thread_stop.as_ref());
         WORKER_OF.set(0);
         STOPPING.set(None);
+        crate::site::record_running_in(None);
     }
 
     /// Runs a nested call's job right here, on a worker of its own pool.
@@ -387,11 +392,13 @@ impl RunHooks for Accounting<'_> {
         let now = s.now();
         self.start.set(now);
         s.counters.started.fetch_add(1, Relaxed);
-        if let Some(queued_at) = self.queued_at {
+        let waited = self.queued_at.map_or(0, |queued_at| {
             s.counters.queued.fetch_sub(1, SeqCst);
             let waited = now.saturating_sub(queued_at);
             s.counters.queue_wait_ns.fetch_add(waited, Relaxed);
-        }
+            waited
+        });
+        crate::site::set_queue_wait(waited);
         s.running.fetch_add(1, SeqCst);
         if let Some(slot) = self.slot {
             slot.busy_since.store(now + 1, Relaxed);
