@@ -1,4 +1,4 @@
-//! offthread's pool side by side with the anchors of `shared/TARGETS.md`:
+//! offthread's pool side by side with the pools it is measured against:
 //! `tokio::task::spawn_blocking` and smol's `blocking::unblock`, in one run.
 //!
 //! Run with `cargo bench --bench pool`, or pick parts with a filter argument:
@@ -540,7 +540,7 @@ impl Drop for OpenOnDrop {
 // ---------------------------------------------------------------------------------------
 // summary
 
-/// The figures of `shared/TARGETS.md` that criterion does not give: round-trip percentiles
+/// The figures criterion does not give: round-trip percentiles
 /// and CPU per call on a multi-thread runtime with 2 workers (one task awaiting each call in
 /// turn), the same on a current-thread runtime beside them, and an executor heartbeat's
 /// lateness while offloaded calls run. Printed as one table to stderr.
@@ -673,7 +673,7 @@ fn round_trip(c: &mut Criterion) {
 }
 
 /// Sequential round trip of a trivial job from one task on a multi-thread runtime with 2
-/// workers, the way `shared/TARGETS.md` measures target 1.
+/// workers: how a service's tasks meet it.
 fn round_trip_mt2(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip_mt2");
     group.throughput(Throughput::Elements(1));
@@ -691,6 +691,57 @@ fn round_trip_mt2(c: &mut Criterion) {
                 .unwrap()
             });
         });
+    }
+    group.finish();
+}
+
+/// A trivial function called through `#[offload]`.
+#[offthread::offload]
+fn trivial(i: u64) -> u64 {
+    i
+}
+
+/// What `#[offload]` adds to a call made with `offthread::spawn`: the function's figures
+/// (`offthread::function_metrics`), a few relaxed atomic additions and two clock reads per
+/// call. Back-to-back calls from 1 and from 16 tasks (the latter sharing the function's
+/// counters) on the 2-worker runtime.
+fn macro_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("macro_overhead");
+    for callers in [1_u64, 16] {
+        let per_caller = 4_096 / callers;
+        group.throughput(Throughput::Elements(callers * per_caller));
+        for via_macro in [false, true] {
+            let rt = runtime(true);
+            let name = if via_macro { "offload" } else { "spawn" };
+            group.bench_with_input(BenchmarkId::new(name, callers), &callers, |b, &n| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let tasks: Vec<_> = (0..n)
+                                .map(|t| {
+                                    tokio::spawn(async move {
+                                        let mut acc = 0u64;
+                                        for i in 0..per_caller {
+                                            acc += if via_macro {
+                                                trivial(black_box(t + i)).await
+                                            } else {
+                                                offthread::spawn(move || black_box(t + i)).await
+                                            };
+                                        }
+                                        acc
+                                    })
+                                })
+                                .collect();
+                            for t in tasks {
+                                black_box(t.await.unwrap());
+                            }
+                        }
+                        start.elapsed()
+                    })
+                });
+            });
+        }
     }
     group.finish();
 }
@@ -1585,7 +1636,7 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = summary, round_trip, round_trip_mt2, throughput, sleepers,
+    targets = summary, round_trip, round_trip_mt2, macro_overhead, throughput, sleepers,
         fast_behind_slow, mixed_stream, cpu_bound, idle_burst_idle, light_load, limit, barrier
 }
 criterion_main!(benches);

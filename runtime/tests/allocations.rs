@@ -1,5 +1,5 @@
 //! A call whose closure captures a few words costs at most one heap allocation: the job
-//! that holds the body, its result and the waker (TARGETS.md, target 4).
+//! that holds the body, its result and the waker.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
