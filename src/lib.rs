@@ -222,18 +222,26 @@
 //! ```
 //!
 //! The pool starts threads on demand, up to the CPU count at once; past that it adds threads
-//! only while queued work waits behind *blocked* threads, so microsecond jobs run on a couple
-//! of threads however many callers there are, while a thousand sleeping calls get dozens.
+//! when the queue stops moving (a call queued behind bodies that never end still starts
+//! within milliseconds) or while queued work waits behind *blocked* threads, so microsecond
+//! jobs run on a couple of threads however many callers there are, busy loops get few, and
+//! a thousand sleeping calls get dozens. At `max_threads`, calls wait in the order they came.
 //! The default pool's cap is [`DEFAULT_MAX_THREADS`], or `OFFTHREAD_MAX_THREADS`, or what
 //! [`configure_default`] set before its first use.
 //!
 //! # Features
 //!
 //! `tracing`: the span current at the call is entered while the body runs on its worker.
+//!
+//! `metrics`: `publish_metrics()` hands every live pool's and every `#[offload]`
+//! function's figures ([`function_metrics`]) to the installed
+//! [`metrics`](https://docs.rs/metrics) recorder, for the exporter the application runs.
 
 #![forbid(unsafe_code)]
 
 pub use offthread_macros::offload;
+#[cfg(feature = "metrics")]
+pub use offthread_runtime::publish_metrics;
 pub use offthread_runtime::{
     configure_default, default_pool, function_metrics, is_cancelled, spawn, Builder, Checked,
     Error, FunctionMetrics, Metrics, Offload, Pool, ShutdownReport, DEFAULT_KEEP_ALIVE,

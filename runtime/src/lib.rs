@@ -38,6 +38,8 @@
 mod builder;
 mod cpu;
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod job;
 mod limit;
 mod local;
@@ -55,6 +57,8 @@ use std::sync::OnceLock;
 
 pub use builder::{Builder, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
 pub use error::Error;
+#[cfg(feature = "metrics")]
+pub use export::publish_metrics;
 pub use metrics::Metrics;
 pub use offload::{Checked, Offload};
 pub use pool::{Pool, ShutdownReport};

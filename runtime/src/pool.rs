@@ -161,6 +161,24 @@ pub(crate) struct State {
     pub(crate) monitor_wanted: bool,
 }
 
+/// Every pool built, for `publish_metrics` (feature `metrics`); dead ones are pruned.
+#[cfg(feature = "metrics")]
+static POOLS: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// The name and figures of every pool still alive (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub(crate) fn live_pools() -> Vec<(Arc<str>, Metrics)> {
+    let pools: Vec<Arc<Shared>> = lock(&POOLS)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    pools
+        .into_iter()
+        .filter(|s| !s.is_closed())
+        .map(|s| (Arc::clone(&s.name), s.metrics()))
+        .collect()
+}
+
 fn cpus() -> usize {
     static CPUS: OnceLock<usize> = OnceLock::new();
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
@@ -240,10 +258,15 @@ impl Pool {
             monitor_wake: Condvar::new(),
             quiet: Condvar::new(),
         };
+        let shared = Arc::new(shared);
+        #[cfg(feature = "metrics")]
+        {
+            let mut pools = lock(&POOLS);
+            pools.retain(|p| p.strong_count() > 0);
+            pools.push(Arc::downgrade(&shared));
+        }
         Pool {
-            handle: Arc::new(Handle {
-                shared: Arc::new(shared),
-            }),
+            handle: Arc::new(Handle { shared }),
         }
     }
 
@@ -323,22 +346,7 @@ impl Pool {
     /// assert_eq!(pool.metrics().panicked, 1);
     /// ```
     pub fn metrics(&self) -> Metrics {
-        let s = self.shared();
-        let c = &s.counters;
-        let threads = s.threads.load(Relaxed);
-        let running = s.running.load(Relaxed);
-        Metrics {
-            threads,
-            idle_threads: threads.saturating_sub(running),
-            queued: c.queued.load(Relaxed),
-            running,
-            submitted: c.submitted.load(Relaxed),
-            completed: c.completed.load(Relaxed),
-            panicked: c.panicked.load(Relaxed),
-            cancelled: c.cancelled.load(Relaxed),
-            queue_wait: Duration::from_nanos(c.queue_wait_ns.load(Relaxed)),
-            run_time: Duration::from_nanos(c.run_ns.load(Relaxed)),
-        }
+        self.shared().metrics()
     }
 
     /// Stops accepting work and waits up to `deadline` for queued and running jobs.
@@ -435,6 +443,25 @@ impl fmt::Debug for Pool {
 }
 
 impl Shared {
+    /// A snapshot of the gauges and totals (see [`Pool::metrics`]).
+    pub(crate) fn metrics(&self) -> Metrics {
+        let c = &self.counters;
+        let threads = self.threads.load(Relaxed);
+        let running = self.running.load(Relaxed);
+        Metrics {
+            threads,
+            idle_threads: threads.saturating_sub(running),
+            queued: c.queued.load(Relaxed),
+            running,
+            submitted: c.submitted.load(Relaxed),
+            completed: c.completed.load(Relaxed),
+            panicked: c.panicked.load(Relaxed),
+            cancelled: c.cancelled.load(Relaxed),
+            queue_wait: Duration::from_nanos(c.queue_wait_ns.load(Relaxed)),
+            run_time: Duration::from_nanos(c.run_ns.load(Relaxed)),
+        }
+    }
+
     /// Nanoseconds since the pool was built: the clock of every stored timestamp.
     pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
