@@ -26,6 +26,26 @@ fn still_serves(pool: &Pool) {
     assert!(m.threads >= 1, "{m:?}");
 }
 
+/// Polls `call` once with a waker that does nothing: it must not be ready yet.
+fn poll_pending<F: Future + Unpin>(call: &mut F) {
+    let noop = futures::task::noop_waker();
+    assert!(Pin::new(call)
+        .poll(&mut Context::from_waker(&noop))
+        .is_pending());
+}
+
+/// A body that holds one of `pool`'s threads until the gate opens, already running.
+fn hold_the_thread(pool: &Pool) -> (Gate, offthread_runtime::Offload<()>) {
+    let gate = Gate::default();
+    let mut call = {
+        let gate = gate.clone();
+        pool.spawn(move || gate.wait())
+    };
+    poll_pending(&mut call);
+    eventually("the holding body runs", || pool.metrics().running >= 1);
+    (gate, call)
+}
+
 /// A waker whose `wake` panics: the executor's code, run on a worker.
 struct PanickyWaker(AtomicUsize);
 impl Wake for PanickyWaker {
@@ -84,10 +104,7 @@ fn an_unwanted_result_whose_drop_panics_does_not_take_the_worker_down() {
             Grenade(dropped)
         })
     };
-    let noop = futures::task::noop_waker();
-    assert!(Pin::new(&mut call)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut call);
     eventually("the body runs", || pool.metrics().running == 1);
     drop(call); // nobody wants the result: the worker drops it
     gate.open();
@@ -108,10 +125,7 @@ fn a_panic_payload_whose_drop_panics_does_not_take_the_worker_down() {
             std::panic::panic_any(Grenade(dropped))
         })
     };
-    let noop = futures::task::noop_waker();
-    assert!(Pin::new(&mut call)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut call);
     eventually("the body runs", || pool.metrics().running == 1);
     drop(call);
     gate.open();
@@ -175,7 +189,6 @@ fn shutdown_cancels_running_bodies_and_no_body_starts_after_it_returns() {
     let pool = Pool::builder().max_threads(1).build();
     let saw_cancel = Arc::new(AtomicBool::new(false));
     let later_ran = Arc::new(AtomicBool::new(false));
-    let noop = futures::task::noop_waker();
     let mut running = {
         let saw_cancel = Arc::clone(&saw_cancel);
         pool.spawn(move || {
@@ -190,17 +203,13 @@ fn shutdown_cancels_running_bodies_and_no_body_starts_after_it_returns() {
         })
         .checked()
     };
-    assert!(Pin::new(&mut running)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut running);
     eventually("the body runs", || pool.metrics().running == 1);
     let mut queued = {
         let later_ran = Arc::clone(&later_ran);
         pool.spawn(move || later_ran.store(true, SeqCst)).checked()
     };
-    assert!(Pin::new(&mut queued)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut queued);
     let report = pool.shutdown(Duration::from_secs(10));
     assert!(
         saw_cancel.load(SeqCst),
@@ -222,24 +231,13 @@ fn shutdown_cancels_running_bodies_and_no_body_starts_after_it_returns() {
 #[test]
 fn shutdown_with_a_stuck_body_reports_it_and_fails_the_queue() {
     let pool = Pool::builder().max_threads(1).build();
-    let gate = Gate::default();
-    let noop = futures::task::noop_waker();
-    let mut stuck = {
-        let gate = gate.clone();
-        pool.spawn(move || gate.wait())
-    };
-    assert!(Pin::new(&mut stuck)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
-    eventually("the body runs", || pool.metrics().running == 1);
+    let (gate, stuck) = hold_the_thread(&pool);
     let ran = Arc::new(AtomicBool::new(false));
     let mut queued = {
         let ran = Arc::clone(&ran);
         pool.spawn(move || ran.store(true, SeqCst)).checked()
     };
-    assert!(Pin::new(&mut queued)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut queued);
     let report = pool.shutdown(Duration::from_millis(50));
     assert_eq!((report.still_running, report.failed), (1, 1));
     assert!(block_on(queued).unwrap_err().is_shutdown());
@@ -262,7 +260,6 @@ fn a_nested_call_sees_the_outer_cancellation_and_may_block_on_futures() {
     let inner = one.clone();
     let gate = Gate::default();
     let seen = Arc::new(AtomicBool::new(false));
-    let noop = futures::task::noop_waker();
     let mut outer = {
         let (gate, seen) = (gate.clone(), Arc::clone(&seen));
         one.spawn(move || {
@@ -271,9 +268,7 @@ fn a_nested_call_sees_the_outer_cancellation_and_may_block_on_futures() {
             block_on(inner.spawn(move || seen.store(offthread_runtime::is_cancelled(), SeqCst)));
         })
     };
-    assert!(Pin::new(&mut outer)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut outer);
     eventually("the outer body runs", || one.metrics().running == 1);
     drop(outer); // cancels the outer call
     gate.open();
@@ -314,20 +309,9 @@ fn a_bad_setting_panics_at_the_callers_line() {
 fn a_waker_that_panics_while_waiting_for_a_queue_slot_does_not_take_the_worker_down() {
     // Found by the stress test: the worker that frees a queue slot wakes the next waiter.
     let pool = Pool::builder().max_threads(1).queue_capacity(1).build();
-    let gate = Gate::default();
-    let noop = futures::task::noop_waker();
-    let mut holder = {
-        let gate = gate.clone();
-        pool.spawn(move || gate.wait())
-    };
-    assert!(Pin::new(&mut holder)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
-    eventually("the holder runs", || pool.metrics().running == 1);
+    let (gate, holder) = hold_the_thread(&pool);
     let mut queued = pool.spawn(|| 1);
-    assert!(Pin::new(&mut queued)
-        .poll(&mut Context::from_waker(&noop))
-        .is_pending());
+    poll_pending(&mut queued);
     let mut waiting = pool.spawn(|| 2);
     let panicky = Waker::from(Arc::new(PanickyWaker(AtomicUsize::new(0))));
     assert!(Pin::new(&mut waiting)
