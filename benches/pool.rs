@@ -757,9 +757,15 @@ fn throughput(c: &mut Criterion) {
             let peak = AtomicUsize::new(0);
             let gauge = Gauge::new(who, None);
             let had = gauge.now();
+            // Process CPU per job over every timed batch (the runtime's and the pool's
+            // threads alike), for the CPU-per-job figure criterion does not give.
+            let jobs = AtomicUsize::new(0);
+            let cpu = std::sync::Mutex::new(Duration::ZERO);
             group.bench_with_input(BenchmarkId::new(who.name(), callers), &callers, |b, &n| {
                 b.iter_custom(|iters| {
-                    rt.block_on(async {
+                    let cpu0 = cpu_time();
+                    jobs.fetch_add((iters * n * per_caller) as usize, Ordering::Relaxed);
+                    let took = rt.block_on(async {
                         let start = Instant::now();
                         for _ in 0..iters {
                             let tasks: Vec<_> = (0..n)
@@ -780,14 +786,19 @@ fn throughput(c: &mut Criterion) {
                         let took = start.elapsed();
                         peak.fetch_max(gauge.now(), Ordering::Relaxed);
                         took
-                    })
+                    });
+                    *cpu.lock().unwrap() += cpu_time().saturating_sub(cpu0);
+                    took
                 });
             });
             // Nothing to say when the filter left this benchmark out.
             let peak = peak.load(Ordering::Relaxed);
             if peak > 0 {
+                let jobs = jobs.load(Ordering::Relaxed).max(1);
+                let per_job = *cpu.lock().unwrap() / u32::try_from(jobs).unwrap_or(u32::MAX);
                 eprintln!(
-                    "threads: {} with {callers} callers peaked at {peak} threads (had {had})",
+                    "threads: {} with {callers} callers peaked at {peak} threads (had {had}); \
+                     CPU {per_job:.2?} per job over {jobs} jobs",
                     who.name()
                 );
             }

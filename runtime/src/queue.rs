@@ -46,6 +46,11 @@ impl<T> std::ops::Deref for Padded<T> {
 /// `head_at` of an empty shard.
 const EMPTY: u64 = u64::MAX;
 
+/// How far, in nanoseconds, a worker's own shard may lag the oldest head and still be
+/// served first (see [`Queue::pop`]): far below any wait a caller would notice, far above
+/// the spread of heads when microsecond jobs stream in.
+const FIFO_SLACK: u64 = 50_000;
+
 /// A deque that ran dry holding room for more entries than this gives the memory back (a
 /// burst of a million queued calls leaves no 24 MB behind); below it, the room is kept so
 /// that steady traffic never reallocates.
@@ -166,7 +171,7 @@ impl Queue {
     }
 
     /// The oldest entry: urgent ones first, then the plain shard whose head is oldest.
-    pub(crate) fn pop(&self) -> Option<Entry> {
+    pub(crate) fn pop(&self, home: usize) -> Option<Entry> {
         if self.len() == 0 {
             return None;
         }
@@ -178,6 +183,10 @@ impl Queue {
             }
         }
         // A few tries at the oldest head; heads move under us only when others pop too.
+        // The worker's own shard goes first while its head is within `FIFO_SLACK` of the
+        // oldest: workers then mostly keep to different shards (and locks), and the order
+        // is first come, first served to within that slack.
+        let home = home & (self.shards.len() - 1);
         for _ in 0..self.shards.len() {
             let oldest = self
                 .shards
@@ -188,7 +197,13 @@ impl Queue {
             if oldest.1 == EMPTY {
                 break;
             }
-            if let Some(job) = self.shards[oldest.0].pop() {
+            let own = self.shards[home].head_at.load(Relaxed);
+            let pick = if own != EMPTY && own <= oldest.1.saturating_add(FIFO_SLACK) {
+                home
+            } else {
+                oldest.0
+            };
+            if let Some(job) = self.shards[pick].pop() {
                 self.len.fetch_sub(1, SeqCst);
                 return Some(job);
             }
@@ -241,15 +256,16 @@ mod tests {
     fn pops_are_fifo_across_shards_and_urgent_jobs_go_first() {
         let q = Queue::new(2);
         let log = Arc::new(Mutex::new(Vec::new()));
-        // Three submitting threads (three shards), their pushes interleaved in time.
-        for (at, shard) in [(0, 1), (1, 2), (2, 0), (3, 1), (4, 2), (5, 0)] {
-            q.shards[shard].push(job(at, u32::try_from(at).unwrap(), &log));
+        // Three submitting threads (three shards), their pushes interleaved in time, each
+        // a millisecond after the last: far beyond the slack a worker's own shard gets.
+        for (i, shard) in [(0, 1), (1, 2), (2, 0), (3, 1), (4, 2), (5, 0)] {
+            q.shards[shard].push(job(i * 1_000_000, u32::try_from(i).unwrap(), &log));
             q.len.fetch_add(1, SeqCst);
         }
         let urgent = job(9, 99, &log);
         q.push(urgent.job, urgent.at, true);
         assert_eq!(q.len(), 7);
-        while let Some(e) = q.pop() {
+        while let Some(e) = q.pop(0) {
             e.job.run(&NoHooks);
         }
         assert_eq!(*lock(&log), [99, 0, 1, 2, 3, 4, 5]);
@@ -266,6 +282,6 @@ mod tests {
         }
         assert_eq!(q.drain().len(), 5);
         assert_eq!(q.len(), 0);
-        assert!(q.pop().is_none());
+        assert!(q.pop(0).is_none());
     }
 }

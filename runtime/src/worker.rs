@@ -166,7 +166,7 @@ impl Shared {
         }
         let shared = Arc::clone(self);
         let worker_slot = Arc::clone(&slot);
-        match builder.spawn(move || shared.worker_main(&worker_slot)) {
+        match builder.spawn(move || shared.worker_main(&worker_slot, id)) {
             Ok(handle) => {
                 let mut st = lock(&self.state);
                 st.handles.retain(|h| !h.is_finished());
@@ -187,7 +187,7 @@ impl Shared {
         }
     }
 
-    fn worker_main(self: Arc<Self>, slot: &Arc<WorkerSlot>) {
+    fn worker_main(self: Arc<Self>, slot: &Arc<WorkerSlot>, home: usize) {
         let _ = slot.thread.set(std::thread::current().id());
         slot.tid.store(cpu::current_tid(), Relaxed);
         WORKER_OF.set(self.id());
@@ -206,7 +206,7 @@ impl Shared {
             // BUSY: run jobs while there are any.
             loop {
                 slot.starting.store(true, SeqCst);
-                let Some(entry) = self.queue.pop() else {
+                let Some(entry) = self.queue.pop(home) else {
                     slot.starting.store(false, SeqCst);
                     break;
                 };
