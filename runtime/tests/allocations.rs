@@ -118,7 +118,17 @@ fn a_call_waiting_for_a_queue_slot_holds_little_memory() {
 #[test]
 fn memory_returns_to_where_it_was_after_a_burst() {
     let _alone = counting_alone();
-    let pool = offthread_runtime::Pool::builder().max_threads(2).build();
+    burst_leaves_nothing(offthread_runtime::Pool::builder().max_threads(2).build());
+    // Bounded: most of the burst waits for a queue slot instead of sitting in the queue.
+    burst_leaves_nothing(
+        offthread_runtime::Pool::builder()
+            .max_threads(2)
+            .queue_capacity(64)
+            .build(),
+    );
+}
+
+fn burst_leaves_nothing(pool: offthread_runtime::Pool) {
     let burst = |n: u64| {
         let calls: Vec<_> = (0..n).map(|i| pool.spawn(move || i)).collect();
         let sum: u64 = futures::executor::block_on(futures::future::join_all(calls))
