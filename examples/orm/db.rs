@@ -56,7 +56,7 @@ const SCHEMA: &str = "
     CREATE INDEX orders_by_time ON orders (placed_at);
 ";
 
-#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite))]
 pub struct User {
     pub id: i64,
@@ -76,7 +76,7 @@ pub struct NewUser {
     pub total_cents: i64,
 }
 
-#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[diesel(table_name = orders, check_for_backend(diesel::sqlite::Sqlite))]
 pub struct Order {
     pub id: i64,
@@ -94,7 +94,7 @@ pub struct NewOrder {
 }
 
 /// One row of the "top customers" report.
-#[derive(Queryable, Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Queryable, Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TopCustomer {
     pub user_id: i64,
     pub name: String,
@@ -103,7 +103,7 @@ pub struct TopCustomer {
 }
 
 /// What `place_order` did: the new order's id and the user's order count after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Placed {
     pub order_id: i64,
     pub order_count: i64,

@@ -12,6 +12,17 @@ static BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Bytes allocated and not yet freed, counted all the time.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// This thread's allocations count while `COUNTING`: the test's own thread and the
+    /// workers of the pool under test (set by its `on_thread_start`), not the threads of
+    /// pools that other tests in this binary left behind.
+    static HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counted_here() -> bool {
+    HERE.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
 // The library forbids `unsafe`; counting allocations needs a `GlobalAlloc`, an unsafe
 // trait, so this test (only) allows it. It only forwards to `System`.
 #[allow(unsafe_code)]
@@ -19,7 +30,7 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), SeqCst);
-        if COUNTING.load(SeqCst) {
+        if COUNTING.load(SeqCst) && counted_here() {
             ALLOCS.fetch_add(1, SeqCst);
             BYTES.fetch_add(layout.size(), SeqCst);
         }
@@ -50,7 +61,11 @@ fn counting_alone() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn one_allocation_per_call() {
     let _alone = counting_alone();
-    let pool = offthread_runtime::Pool::builder().max_threads(2).build();
+    HERE.set(true);
+    let pool = offthread_runtime::Pool::builder()
+        .max_threads(2)
+        .on_thread_start(|| HERE.set(true))
+        .build();
     let (a, b, c) = (1u64, 2u64, 3u64);
     // Warm up: threads, thread-locals and the queue's buffers exist after this.
     for _ in 0..2_000 {
@@ -84,7 +99,9 @@ fn a_call_waiting_for_a_queue_slot_holds_little_memory() {
     use std::pin::Pin;
     use std::task::Context;
     // One slot, taken by a body that waits on a channel; every later call waits for it.
+    HERE.set(true);
     let pool = offthread_runtime::Pool::builder()
+        .on_thread_start(|| HERE.set(true))
         .max_threads(1)
         .queue_capacity(1)
         .build();

@@ -144,38 +144,6 @@ fn limit_n_lets_n_bodies_run_when_the_pool_has_room() {
 }
 
 #[test]
-fn busy_loops_do_not_multiply_threads() {
-    // 64 callers of 5 ms busy loops: the cores are the limit, not the threads.
-    let pool = Pool::builder().max_threads(512).build();
-    let peak = Arc::new(AtomicUsize::new(0));
-    let calls: Vec<_> = (0..64)
-        .map(|_| {
-            let (pool, peak) = (pool.clone(), Arc::clone(&peak));
-            async move {
-                for _ in 0..4 {
-                    pool.spawn(|| {
-                        let start = Instant::now();
-                        while start.elapsed() < Duration::from_millis(5) {
-                            std::hint::spin_loop();
-                        }
-                    })
-                    .await;
-                    peak.fetch_max(pool.metrics().threads, SeqCst);
-                }
-            }
-        })
-        .collect();
-    block_on(futures::future::join_all(calls));
-    let peak = peak.load(SeqCst);
-    eprintln!("64 callers of 5 ms busy loops peaked at {peak} threads");
-    assert!(
-        peak <= 32,
-        "{peak} threads for 64 busy loops: {:?}",
-        pool.metrics()
-    );
-}
-
-#[test]
 fn shutdown_returns_after_exited_workers_ran_their_stop_hooks_and_dropped_their_locals() {
     struct Conn(Arc<AtomicUsize>);
     impl Drop for Conn {

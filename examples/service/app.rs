@@ -1,0 +1,215 @@
+//! The service: an axum application whose handlers await offloaded Diesel calls. The data
+//! layer is a trait (`Shop`) behind `Arc<dyn Shop>` in the application's state, as real
+//! applications keep it; its SQLite implementation runs the orm example's queries (its
+//! blocking twins) on the `DATA` pool, each worker with its own connection.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use diesel::result::{DatabaseErrorKind, Error as DbError};
+use diesel::sqlite::SqliteConnection;
+use diesel::QueryResult;
+use offthread::offload;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, Order, Placed, TopCustomer, User};
+
+/// What the handlers need from the database. `#[offload]` makes each method return an
+/// `Offload<R>`, so the trait works as `dyn Shop` with no boxed futures, and a test double
+/// can answer with `Offload::ready`.
+#[offload]
+pub trait Shop: Send + Sync {
+    /// A user by id.
+    fn user(&self, id: i64) -> QueryResult<Option<User>>;
+    /// A page of a user's orders, newest first.
+    fn orders(&self, user_id: i64, limit: i64, offset: i64) -> QueryResult<Vec<Order>>;
+    /// Places an order; `NotFound` if the user does not exist.
+    fn place_order(&self, user_id: i64, amount_cents: i32) -> QueryResult<Placed>;
+    /// The `n` customers who spent most over the whole history (a slow aggregate).
+    fn top_customers(&self, n: i64) -> QueryResult<Vec<TopCustomer>>;
+}
+
+/// `Shop` on the orm example's SQLite database, on its `DATA` pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqliteShop;
+
+#[offload(pool = db::DATA)]
+impl Shop for SqliteShop {
+    fn user(&self, #[local] conn: &mut SqliteConnection, id: i64) -> QueryResult<Option<User>> {
+        db::find_user_blocking(conn, id)
+    }
+
+    fn orders(
+        &self,
+        #[local] conn: &mut SqliteConnection,
+        user_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> QueryResult<Vec<Order>> {
+        let newest = db::recent_orders_blocking(conn, user_id, offset + limit)?;
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(newest
+            .into_iter()
+            .skip(skip)
+            .map(|(order, _)| order)
+            .collect())
+    }
+
+    // SQLite has one writer: the others wait asynchronously, not in its busy handler.
+    #[offload(limit = 1)]
+    fn place_order(
+        &self,
+        #[local] conn: &mut SqliteConnection,
+        user_id: i64,
+        amount_cents: i32,
+    ) -> QueryResult<Placed> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        db::place_order_blocking(conn, user_id, amount_cents, now)
+    }
+
+    fn top_customers(
+        &self,
+        #[local] conn: &mut SqliteConnection,
+        n: i64,
+    ) -> QueryResult<Vec<TopCustomer>> {
+        db::top_customers_blocking(conn, i64::MIN, i64::MAX, n)
+    }
+}
+
+/// The application's state: the data layer, and what renders `/metrics`.
+#[derive(Clone)]
+pub struct AppState {
+    pub shop: Arc<dyn Shop>,
+    /// Renders the installed Prometheus recorder's figures.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/users/{id}", get(user))
+        .route("/users/{id}/orders", get(orders))
+        .route("/orders", post(place_order))
+        .route("/reports/top-customers", get(top_customers))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// A JSON error body with its status: `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> ApiError {
+        match e {
+            // An order for a user that does not exist fails the orders table's foreign key.
+            DbError::NotFound
+            | DbError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                ApiError(StatusCode::NOT_FOUND, "no such user".to_owned())
+            }
+            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+async fn user(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<User>, ApiError> {
+    let Path(id) = id.map_err(bad_request)?;
+    match state.shop.user(id).await? {
+        Some(user) => Ok(Json(user)),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no user {id}"))),
+    }
+}
+
+/// `?limit=20&offset=0`: at most 100 orders a page.
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn orders(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Vec<Order>>, ApiError> {
+    let Path(id) = id.map_err(bad_request)?;
+    let Query(page) = page.map_err(bad_request)?;
+    let limit = page.limit.unwrap_or(20);
+    let offset = page.offset.unwrap_or(0);
+    if !(1..=100).contains(&limit) || offset < 0 {
+        return Err(bad_request("limit must be 1 to 100 and offset at least 0"));
+    }
+    if state.shop.user(id).await?.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no user {id}")));
+    }
+    Ok(Json(state.shop.orders(id, limit, offset).await?))
+}
+
+/// The body of `POST /orders`.
+#[derive(Serialize, Deserialize)]
+pub struct NewOrder {
+    pub user_id: i64,
+    pub amount_cents: i32,
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    order: Result<Json<NewOrder>, JsonRejection>,
+) -> Result<(StatusCode, Json<Placed>), ApiError> {
+    let Json(order) = order.map_err(bad_request)?;
+    if order.amount_cents <= 0 {
+        return Err(bad_request("amount_cents must be positive"));
+    }
+    let placed = state
+        .shop
+        .place_order(order.user_id, order.amount_cents)
+        .await?;
+    Ok((StatusCode::CREATED, Json(placed)))
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    n: Option<i64>,
+}
+
+async fn top_customers(
+    State(state): State<AppState>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Json<Vec<TopCustomer>>, ApiError> {
+    let Query(query) = query.map_err(bad_request)?;
+    let n = query.n.unwrap_or(10).clamp(1, 1000);
+    Ok(Json(state.shop.top_customers(n).await?))
+}
+
+/// The pools' and functions' figures, in Prometheus' text format.
+async fn metrics(State(state): State<AppState>) -> String {
+    // `offthread::publish_metrics()` with the facade's `metrics` feature; this workspace's
+    // examples reach the runtime's directly.
+    offthread_runtime::publish_metrics();
+    (state.metrics)()
+}

@@ -1,0 +1,44 @@
+//! An axum service over the `orm` example's data layer: `cargo run --release --example
+//! service` seeds a SQLite database in a temporary directory, starts the app on a port it
+//! prints (or `PORT`), and serves until stopped.
+//!
+//! ```text
+//! curl http://127.0.0.1:PORT/users/7
+//! curl 'http://127.0.0.1:PORT/users/7/orders?limit=5&offset=0'
+//! curl -X POST http://127.0.0.1:PORT/orders -H 'content-type: application/json' -d '{"user_id": 7, "amount_cents": 1250}'
+//! curl 'http://127.0.0.1:PORT/reports/top-customers?n=5'
+//! curl http://127.0.0.1:PORT/metrics
+//! ```
+
+mod app;
+#[allow(dead_code)]
+#[path = "../orm/db.rs"]
+mod db;
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+fn main() -> std::io::Result<()> {
+    let dir = std::env::temp_dir().join(format!("offthread-service-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("shop.sqlite");
+    eprintln!("seeding {} ...", path.display());
+    db::create_and_seed(&path, 10_000, 100_000, |_, _| {}).map_err(std::io::Error::other)?;
+    db::use_database(&path);
+
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let state = app::AppState {
+        shop: Arc::new(app::SqliteShop),
+        metrics: Arc::new(move || prometheus.render()),
+    };
+    let port = std::env::var("PORT").unwrap_or_else(|_| "0".to_owned());
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+        let addr = listener.local_addr()?;
+        println!("serving on http://{addr}  (try: curl http://{addr}/users/7)");
+        axum::serve(listener, app::router(state)).await
+    })
+}
