@@ -238,9 +238,11 @@
 //! [`metrics`](https://docs.rs/metrics) recorder, for the exporter the application runs.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use offthread_macros::offload;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use offthread_runtime::publish_metrics;
 pub use offthread_runtime::{
     configure_default, default_pool, function_metrics, is_cancelled, spawn, Builder, Checked,

@@ -34,6 +34,7 @@
 //! bodies that never end still starts within milliseconds while the pool has room.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod cpu;
@@ -58,6 +59,7 @@ use std::sync::OnceLock;
 pub use builder::{Builder, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
 pub use error::Error;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use export::publish_metrics;
 pub use metrics::Metrics;
 pub use offload::{Checked, Offload};
