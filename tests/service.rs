@@ -8,16 +8,77 @@ mod app;
 #[path = "../examples/orm/db.rs"]
 mod db;
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_core::span::Current;
+
+/// What the recording subscriber saw: span names by id, and for each event from the
+/// service's code, its thread and the names of the spans it was inside.
+static SPANS: Mutex<Vec<&'static Metadata<'static>>> = Mutex::new(Vec::new());
+static EVENTS: Mutex<Vec<(String, Vec<&'static str>)>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The spans this thread is inside, innermost last.
+    static STACK: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A subscriber that records spans entered and events, per thread.
+struct Recorder;
+
+impl Subscriber for Recorder {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut spans = SPANS.lock().unwrap();
+        spans.push(span.metadata());
+        Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        if !event
+            .metadata()
+            .file()
+            .is_some_and(|f| f.ends_with("app.rs"))
+        {
+            return;
+        }
+        let names = SPANS.lock().unwrap().clone();
+        let inside = STACK.with_borrow(|s| {
+            s.iter()
+                .map(|id| names[id.into_u64() as usize - 1].name())
+                .collect()
+        });
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        EVENTS.lock().unwrap().push((thread, inside));
+    }
+    fn enter(&self, span: &Id) {
+        STACK.with_borrow_mut(|s| s.push(span.clone()));
+    }
+    fn exit(&self, _: &Id) {
+        STACK.with_borrow_mut(|s| s.pop());
+    }
+    fn current_span(&self) -> Current {
+        let names = SPANS.lock().unwrap();
+        match STACK.with_borrow(|s| s.last().cloned()) {
+            Some(id) => Current::new(id.clone(), names[id.into_u64() as usize - 1]),
+            None => Current::none(),
+        }
+    }
+}
 
 const USERS: usize = 500;
 const ORDERS: usize = 20_000;
 
 /// Seeds a database, starts the app on a free port and returns its base URL.
 async fn start() -> String {
+    tracing::subscriber::set_global_default(Recorder).expect("one subscriber per test binary");
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -184,5 +245,14 @@ async fn the_service_answers_over_http() {
     assert!(
         text.contains("offthread_pool_threads{pool=\"data\"}"),
         "{text}"
+    );
+
+    // The request's span reached the offloaded call's events on a `data` worker.
+    let events = EVENTS.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|(thread, inside)| thread.starts_with("data-") && inside.contains(&"request")),
+        "no event of the data layer inside a request's span: {events:?}"
     );
 }

@@ -16,6 +16,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::QueryResult;
 use offthread::offload;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::db::{self, Order, Placed, TopCustomer, User};
 
@@ -41,6 +42,8 @@ pub struct SqliteShop;
 #[offload(pool = db::DATA)]
 impl Shop for SqliteShop {
     fn user(&self, #[local] conn: &mut SqliteConnection, id: i64) -> QueryResult<Option<User>> {
+        // On a `data` worker, inside the request's span (offthread's `tracing` feature).
+        tracing::debug!(id, "find user");
         db::find_user_blocking(conn, id)
     }
 
@@ -99,7 +102,19 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(place_order))
         .route("/reports/top-customers", get(top_customers))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(in_a_span))
         .with_state(state)
+}
+
+/// Runs each request in a span of its own; with offthread's `tracing` feature, the span
+/// is entered on the worker that runs the request's offloaded calls too.
+async fn in_a_span(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    next.run(request).instrument(span).await
 }
 
 /// A JSON error body with its status: `{"error": "..."}`.
