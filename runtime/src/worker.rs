@@ -227,8 +227,11 @@ impl Shared {
                 if self.sleeping.load(SeqCst) > 0 && self.queue.len() > self.spinning.load(SeqCst) {
                     self.wake_or_grow();
                 }
-                self.run_job(&entry.job, Some(slot), Some(entry.at));
-                slot.starting.store(false, SeqCst);
+                // A body that started cleared `starting` then (`Accounting::started`); a job
+                // abandoned before it could start did not.
+                if self.run_job(&entry.job, Some(slot), Some(entry.at)) == Outcome::NotRun {
+                    slot.starting.store(false, SeqCst);
+                }
             }
             dry_since.get_or_insert_with(|| self.now());
             // SPIN: when the next job has lately come within a spin.
@@ -260,7 +263,12 @@ impl Shared {
     }
 
     /// Runs one job on this thread, with `is_cancelled()` and the totals kept.
-    fn run_job(&self, job: &Arc<dyn Run>, slot: Option<&WorkerSlot>, queued_at: Option<u64>) {
+    fn run_job(
+        &self,
+        job: &Arc<dyn Run>,
+        slot: Option<&WorkerSlot>,
+        queued_at: Option<u64>,
+    ) -> Outcome {
         let acct = Accounting {
             shared: self,
             slot,
@@ -268,8 +276,9 @@ impl Shared {
             start: Cell::new(0),
         };
         CURRENT.with_borrow_mut(|jobs| jobs.push(Arc::clone(job)));
-        job.run(&acct);
+        let outcome = job.run(&acct);
         CURRENT.with_borrow_mut(Vec::pop);
+        outcome
     }
 
     /// Spins briefly for new work. True if work arrived.
