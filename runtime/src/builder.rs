@@ -50,6 +50,7 @@ pub struct Builder {
     pub(crate) keep_alive: Duration,
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) idle_priority: bool,
     pub(crate) on_thread_start: Option<Hook>,
     pub(crate) on_thread_stop: Option<Hook>,
     pub(crate) locals: HashMap<TypeId, Init>,
@@ -64,6 +65,7 @@ impl Default for Builder {
             keep_alive: DEFAULT_KEEP_ALIVE,
             queue_capacity: None,
             stack_size: None,
+            idle_priority: false,
             on_thread_start: None,
             on_thread_stop: None,
             locals: HashMap::new(),
@@ -166,6 +168,33 @@ impl Builder {
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs the pool's threads in the OS's idle scheduling class, so that they use only
+    /// the CPU time no ordinary thread wants: an async executor's worker that wakes (a
+    /// timer due, a request arriving) takes the core from a body at once, instead of
+    /// waiting a time slice for it.
+    ///
+    /// For a pool of CPU-heavy bodies (queries, compression, parsing) that shares the
+    /// machine with the executor it serves, this keeps the executor's latency near what it
+    /// is with the pool idle. The cost is the other side of the same rule: while other
+    /// threads of the machine, in any process, keep every core busy, the pool's bodies do
+    /// not run at all, and its calls wait (or time out). Use it where the service's own
+    /// executor is what mostly runs on the machine, not beside unrelated CPU-bound work.
+    ///
+    /// On Linux this is `SCHED_IDLE`, set by each worker on itself as it starts, before the
+    /// [`on_thread_start`](Builder::on_thread_start) hook (which may change it again).
+    /// Elsewhere it has no effect. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = offthread::Pool::builder().name("reports").idle_priority(true).build();
+    /// assert_eq!(futures::executor::block_on(pool.spawn(|| 6 * 7)), 42);
+    /// ```
+    pub fn idle_priority(mut self, on: bool) -> Self {
+        self.idle_priority = on;
         self
     }
 
@@ -299,6 +328,7 @@ impl fmt::Debug for Builder {
             .field("keep_alive", &self.keep_alive)
             .field("queue_capacity", &self.queue_capacity)
             .field("stack_size", &self.stack_size)
+            .field("idle_priority", &self.idle_priority)
             .field("worker_locals", &self.locals.len())
             .finish_non_exhaustive()
     }

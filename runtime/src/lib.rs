@@ -33,7 +33,7 @@
 //! loops get few, a thousand sleeping calls quickly get dozens, and a call queued behind
 //! bodies that never end still starts within milliseconds while the pool has room.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
@@ -48,6 +48,7 @@ mod metrics;
 mod monitor;
 mod offload;
 mod pool;
+mod priority;
 mod queue;
 mod site;
 mod sync;

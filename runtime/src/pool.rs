@@ -95,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) max_threads: usize,
     pub(crate) keep_alive: Duration,
     pub(crate) stack_size: Option<usize>,
+    /// Workers move themselves to the OS's idle scheduling class as they start.
+    pub(crate) idle_priority: bool,
     pub(crate) on_thread_start: Option<Hook>,
     pub(crate) on_thread_stop: Option<Hook>,
     /// The `worker_local` initialisers, by type.
@@ -228,6 +230,7 @@ impl Pool {
                 max_threads: b.max_threads,
                 keep_alive: b.keep_alive,
                 stack_size: b.stack_size,
+                idle_priority: b.idle_priority,
                 on_thread_start: b.on_thread_start,
                 on_thread_stop: b.on_thread_stop,
                 locals: Arc::new(b.locals),
@@ -562,10 +565,10 @@ impl Shared {
                 st.monitor_started = true;
                 self.monitor_awake.store(true, SeqCst);
                 let shared = Arc::clone(self);
-                let spawned = std::thread::Builder::new()
+                let builder = std::thread::Builder::new()
                     .name(format!("{}-monitor", self.name))
-                    .stack_size(64 << 10)
-                    .spawn(move || crate::monitor::run(&shared));
+                    .stack_size(64 << 10);
+                let spawned = crate::priority::spawn(builder, move || crate::monitor::run(&shared));
                 if spawned.is_err() {
                     st.monitor_started = false;
                     self.monitor_awake.store(false, SeqCst);

@@ -52,10 +52,10 @@ fn timer() -> std::io::Result<&'static Arc<Timer>> {
         changed: Condvar::new(),
     });
     let run = Arc::clone(&t);
-    std::thread::Builder::new()
+    let builder = std::thread::Builder::new()
         .name("offthread-timer".to_owned())
-        .stack_size(64 << 10)
-        .spawn(move || run.run())?;
+        .stack_size(64 << 10);
+    crate::priority::spawn(builder, move || run.run())?;
     Ok(TIMER.get_or_init(|| t))
 }
 

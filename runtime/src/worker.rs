@@ -166,7 +166,7 @@ impl Shared {
         }
         let shared = Arc::clone(self);
         let worker_slot = Arc::clone(&slot);
-        match builder.spawn(move || shared.worker_main(&worker_slot, id)) {
+        match crate::priority::spawn(builder, move || shared.worker_main(&worker_slot, id)) {
             Ok(handle) => {
                 let mut st = lock(&self.state);
                 st.handles.retain(|h| !h.is_finished());
@@ -194,6 +194,9 @@ impl Shared {
         STOPPING.set(Some(Arc::clone(&self.stopping)));
         crate::site::record_running_in(Some(Arc::clone(&slot.running_in)));
         crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.config.locals));
+        if self.config.idle_priority {
+            crate::priority::lower_to_idle();
+        }
         run_hook(self.config.on_thread_start.as_ref());
         let parker = Arc::new(Parker {
             thread: std::thread::current(),

@@ -754,3 +754,61 @@ fn queue_wait_counts_the_time_jobs_spent_queued() {
         "the second job waited behind the first: {m:?}"
     );
 }
+
+/// The scheduling policy of the calling thread (Linux: field 41 of its `stat` file; 0 is
+/// the ordinary class, 5 `SCHED_IDLE`).
+#[cfg(target_os = "linux")]
+fn scheduling_policy() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after_name = stat.rsplit(')').next().unwrap();
+    after_name
+        .split_whitespace()
+        .nth(41 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_priority_puts_every_worker_and_only_workers_in_the_idle_class() {
+    let pool = Pool::builder().max_threads(4).idle_priority(true).build();
+    // Four bodies held at a gate: four workers, each asked for its class.
+    let gate = Gate::default();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, gate) = (pool.clone(), gate.clone());
+            std::thread::spawn(move || {
+                block_on(pool.spawn(move || {
+                    gate.wait();
+                    (thread_name(), scheduling_policy())
+                }))
+            })
+        })
+        .collect();
+    eventually("four bodies running", || pool.metrics().running == 4);
+    gate.open();
+    let seen: Vec<_> = calls.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        seen.iter()
+            .map(|(name, _)| name)
+            .collect::<HashSet<_>>()
+            .len(),
+        4
+    );
+    assert!(seen.iter().all(|&(_, policy)| policy == 5), "{seen:?}");
+    // The caller's thread, and a default pool's workers, keep the ordinary class.
+    assert_eq!(scheduling_policy(), 0);
+    let ordinary = Pool::builder().build();
+    assert_eq!(block_on(ordinary.spawn(scheduling_policy)), 0);
+    // A thread inherits its creator's class and cannot leave the idle class unprivileged:
+    // a body that calls into an ordinary pool still gets that pool an ordinary worker.
+    let from_a_body = block_on(pool.spawn(|| {
+        let ordinary = Pool::builder().name("ordinary").build();
+        let inner = block_on(ordinary.spawn(|| (thread_name(), scheduling_policy())));
+        (scheduling_policy(), inner)
+    }));
+    assert_eq!(from_a_body.0, 5);
+    assert!(from_a_body.1 .0.starts_with("ordinary-"), "{from_a_body:?}");
+    assert_eq!(from_a_body.1 .1, 0, "{from_a_body:?}");
+}
