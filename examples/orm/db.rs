@@ -144,6 +144,12 @@ pub fn connect(path: &Path) -> SqliteConnection {
 
 /// Threads of the `DATA` pool, and so connections: SQLite in WAL mode runs readers in
 /// parallel, one per core, and one writer at a time (`limit = 1` on writes).
+///
+/// The queries are CPU work (the database is in the page cache), on the same cores as the
+/// executor: `idle_priority` lets an executor thread that wakes (a request, a timer) take
+/// a core from a query at once instead of waiting out its time slice, so the service
+/// stays responsive while the data layer is saturated. The data layer still gets every
+/// cycle the executor leaves, which on a machine that runs this service is nearly all.
 pub fn data_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
 }
@@ -154,6 +160,7 @@ pub static DATA: LazyLock<Pool> = LazyLock::new(|| {
     Pool::builder()
         .name("data")
         .max_threads(data_threads())
+        .idle_priority(true)
         .worker_local(|| {
             let path = DATABASE.get().expect("call db::use_database first");
             connect(path)
@@ -394,6 +401,26 @@ pub fn copy_database(from: &Path, to: &Path) -> QueryResult<()> {
         .replace('\'', "''");
     conn.batch_execute(&format!("VACUUM INTO '{quoted}'"))?;
     connect(to).batch_execute("PRAGMA journal_mode = WAL")
+}
+
+/// Puts the database at `path` back to the contents of the database at `seeded`, in one
+/// transaction, while connections to `path` stay open (the `DATA` pool keeps its own).
+pub fn reset_database(path: &Path, seeded: &Path) -> QueryResult<()> {
+    let mut conn = connect(path);
+    let quoted = seeded
+        .to_str()
+        .expect("database path is UTF-8")
+        .replace('\'', "''");
+    conn.batch_execute(&format!("ATTACH DATABASE '{quoted}' AS seeded"))?;
+    conn.immediate_transaction(|conn| {
+        conn.batch_execute(
+            "DELETE FROM orders;
+             DELETE FROM users;
+             INSERT INTO users SELECT * FROM seeded.users;
+             INSERT INTO orders SELECT * FROM seeded.orders;",
+        )
+    })?;
+    conn.batch_execute("DETACH DATABASE seeded; PRAGMA wal_checkpoint(TRUNCATE);")
 }
 
 /// A fingerprint of the whole database: every user row, and the orders' count and sums.

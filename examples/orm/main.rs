@@ -1,7 +1,7 @@
 //! An async service whose data layer is Diesel on SQLite, served three ways.
 //!
 //! ```text
-//! cargo run --release --example orm [-- --users N --orders N --requests N --concurrency N]
+//! cargo run --release --example orm [-- --users N --orders N --requests N --concurrency N --rounds N]
 //! ```
 //!
 //! It creates a database in a temporary directory, seeds it, then serves the same stream of
@@ -15,8 +15,13 @@
 //! - **spawn_blocking**: the same calls in hand-written `tokio::task::spawn_blocking`
 //!   closures, each checking a connection out of a mutex-guarded pool.
 //!
-//! It prints one table and checks that the three ways gave the same answers and left the
-//! same database; if not, it exits with status 1.
+//! The stream is served in rounds, each way serving a round's slice of it in turn, in a
+//! rotating order, on the seeded database restored: a shared machine's speed drifts, so
+//! ways compared within a round were measured under the same conditions, and no way always
+//! runs first. It prints one table (the median round's requests per second; latencies over
+//! all rounds), offthread's speed relative to inline Diesel round by round, and checks that
+//! in every round the three ways gave the same answers and left the same database; if not,
+//! it exits with status 1.
 
 mod db;
 mod workload;
@@ -41,13 +46,16 @@ struct Args {
     orders: usize,
     requests: usize,
     concurrency: usize,
+    rounds: usize,
 }
 
-const USAGE: &str = "usage: orm [--users N] [--orders N] [--requests N] [--concurrency N]
+const USAGE: &str =
+    "usage: orm [--users N] [--orders N] [--requests N] [--concurrency N] [--rounds N]
   --users N        users to seed (default 10000, at least 32)
   --orders N       orders to seed (default 100000)
   --requests N     requests served by each of the three ways (default 20000)
-  --concurrency N  requests in flight at once (default 64)";
+  --concurrency N  requests in flight at once (default 64)
+  --rounds N       rounds the requests are split into, the ways taking turns (default 10)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -55,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         orders: 100_000,
         requests: 20_000,
         concurrency: 64,
+        rounds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--orders" => &mut args.orders,
             "--requests" => &mut args.requests,
             "--concurrency" => &mut args.concurrency,
+            "--rounds" => &mut args.rounds,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument `{flag}`")),
         };
@@ -75,8 +85,11 @@ fn parse_args() -> Result<Args, String> {
     if args.users < 2 * workload::WRITE_EVERY as usize {
         return Err("--users must be at least 32".to_owned());
     }
-    if args.concurrency == 0 {
-        return Err("--concurrency must be at least 1".to_owned());
+    if args.concurrency == 0 || args.rounds == 0 || args.requests < args.rounds {
+        return Err(
+            "--concurrency and --rounds must be at least 1, --requests at least --rounds"
+                .to_owned(),
+        );
     }
     Ok(args)
 }
@@ -169,9 +182,8 @@ impl Way {
     }
 }
 
-/// What one way measured.
+/// What one way measured in one round.
 struct Report {
-    way: Way,
     elapsed: Duration,
     latencies: Vec<Duration>,
     lateness: Vec<Duration>,
@@ -207,13 +219,10 @@ fn runtime(started: &Arc<AtomicUsize>) -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Serves `requests` one way, on a fresh copy of the seeded database.
-fn run(way: Way, seeded: &Path, dir: &Path, requests: &Arc<Vec<Request>>, args: &Args) -> Report {
-    let path = dir.join(way.file());
-    db::copy_database(seeded, &path).expect("copy the seeded database");
-    if way == Way::Offthread {
-        db::use_database(&path);
-    }
+/// Serves `requests` one way, on the database at `path` restored to the seeded one.
+fn run(way: Way, seeded: &Path, path: &Path, requests: &Arc<Vec<Request>>, args: &Args) -> Report {
+    db::reset_database(path, seeded).expect("restore the seeded database");
+    let path = path.to_owned();
     let conns = Arc::new(Connections {
         path: path.clone(),
         idle: Mutex::new(Vec::new()),
@@ -270,7 +279,6 @@ fn run(way: Way, seeded: &Path, dir: &Path, requests: &Arc<Vec<Request>>, args: 
     let answers: Vec<Answer> = answers.into_iter().map(|(.., a)| a).collect();
     let fingerprint = db::fingerprint(&mut db::connect(&path)).expect("fingerprint");
     Report {
-        way,
         elapsed,
         latencies,
         lateness,
@@ -325,26 +333,54 @@ fn main() -> ExitCode {
         rt.block_on(async {
             let stop = Arc::new(AtomicBool::new(false));
             let beat = tokio::spawn(heartbeat(Arc::clone(&stop)));
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             stop.store(true, Ordering::Relaxed);
             beat.await.expect("heartbeat task")
         })
     };
 
-    let requests = Arc::new(workload::requests(args.users, args.requests, 42));
-    let mut reports: Vec<Report> = [Way::Offthread, Way::Inline, Way::SpawnBlocking]
-        .into_iter()
-        .map(|way| run(way, &seeded, &dir.0, &requests, &args))
+    let requests = workload::requests(args.users, args.requests, 42);
+    let slices: Vec<Arc<Vec<Request>>> = requests
+        .chunks(args.requests.div_ceil(args.rounds))
+        .map(|slice| Arc::new(slice.to_vec()))
         .collect();
+    const WAYS: [Way; 3] = [Way::Offthread, Way::Inline, Way::SpawnBlocking];
+    // Each way has a database file of its own, restored to the seeded one before each round.
+    let paths = WAYS.map(|way| {
+        let path = dir.0.join(way.file());
+        db::copy_database(&seeded, &path).expect("copy the seeded database");
+        path
+    });
+    db::use_database(&paths[0]);
+    let mut rounds: [Vec<Report>; 3] = Default::default();
+    for (round, slice) in slices.iter().enumerate() {
+        for turn in 0..WAYS.len() {
+            let i = (round + turn) % WAYS.len();
+            if tty {
+                eprint!(
+                    "\rround {}/{}: {:<22}",
+                    round + 1,
+                    slices.len(),
+                    WAYS[i].label()
+                );
+                let _ = std::io::stderr().flush();
+            }
+            rounds[i].push(run(WAYS[i], &seeded, &paths[i], slice, &args));
+        }
+    }
+    if tty {
+        eprintln!();
+    }
 
     let mut idle = idle;
     println!(
-        "{} users, {} orders seeded in {:.1} s; {} requests, {} in flight; tokio: {} workers; \
-         offthread data pool: {} threads",
+        "{} users, {} orders seeded in {:.1} s; {} requests in {} rounds, {} in flight; \
+         tokio: {} workers; offthread data pool: {} threads",
         args.users,
         args.orders,
         seeding.as_secs_f64(),
         args.requests,
+        slices.len(),
         args.concurrency,
         TOKIO_WORKERS,
         db::data_threads(),
@@ -358,22 +394,48 @@ fn main() -> ExitCode {
         "{:<22} {:>10} {:>8} {:>8} {:>14} {:>10} {:>8} {:>6}",
         "", "requests/s", "p50 ms", "p99 ms", "heartbeat p99", "late max", "threads", "conns"
     );
-    for r in &mut reports {
+    let rate = |r: &Report| r.latencies.len() as f64 / r.elapsed.as_secs_f64();
+    for (way, reports) in WAYS.iter().zip(&rounds) {
+        let mut rates: Vec<f64> = reports.iter().map(rate).collect();
+        rates.sort_by(f64::total_cmp);
+        let mut latencies: Vec<Duration> = reports
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect();
+        let mut lateness: Vec<Duration> = reports
+            .iter()
+            .flat_map(|r| r.lateness.iter().copied())
+            .collect();
         println!(
             "{:<22} {:>10.0} {:>8.2} {:>8.2} {:>11.2} ms {:>7.2} ms {:>8} {:>6}",
-            r.way.label(),
-            r.latencies.len() as f64 / r.elapsed.as_secs_f64(),
-            quantile_ms(&mut r.latencies, 0.5),
-            quantile_ms(&mut r.latencies, 0.99),
-            quantile_ms(&mut r.lateness, 0.99),
-            quantile_ms(&mut r.lateness, 1.0),
-            r.threads,
-            r.connections,
+            way.label(),
+            rates[rates.len() / 2],
+            quantile_ms(&mut latencies, 0.5),
+            quantile_ms(&mut latencies, 0.99),
+            quantile_ms(&mut lateness, 0.99),
+            quantile_ms(&mut lateness, 1.0),
+            reports.iter().map(|r| r.threads).max().unwrap_or(0),
+            reports.iter().map(|r| r.connections).max().unwrap_or(0),
         );
     }
     println!(
-        "(latency: from a request's arrival to its answer; threads: tokio's workers and \
-         blocking threads, plus the data pool's; conns: SQLite connections opened)"
+        "(requests/s: the median round's; latency: from a request's arrival to its answer, over \
+         all rounds; threads: tokio's workers and blocking threads, plus the data pool's; \
+         conns: SQLite connections opened in a round)"
+    );
+    let mut ratios: Vec<f64> = rounds[0]
+        .iter()
+        .zip(&rounds[1])
+        .map(|(o, i)| rate(o) / rate(i))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "offthread / inline requests per second, compared within each round: median {:.2}x \
+         (from {:.2}x to {:.2}x over {} rounds)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        ratios.len()
     );
     let m = db::DATA.metrics();
     println!(
@@ -386,24 +448,27 @@ fn main() -> ExitCode {
         m.run_time.as_secs_f64() * 1e3 / m.submitted.max(1) as f64,
     );
 
-    let reference = &reports[0];
     let mut ok = true;
-    for r in &reports[1..] {
-        for difference in reference.tally.differences(&r.tally) {
-            eprintln!(
-                "MISMATCH: {} vs {}: {difference}",
-                reference.way.label(),
-                r.way.label()
-            );
-            ok = false;
+    let (mut reads, mut writes) = (0, 0);
+    for (round, reference) in rounds[0].iter().enumerate() {
+        reads += reference.tally.reads.len() - reference.tally.writes;
+        writes += reference.tally.writes;
+        for (way, reports) in WAYS.iter().zip(&rounds).skip(1) {
+            for difference in reference.tally.differences(&reports[round].tally) {
+                eprintln!(
+                    "MISMATCH in round {}: {} vs {}: {difference}",
+                    round + 1,
+                    WAYS[0].label(),
+                    way.label(),
+                );
+                ok = false;
+            }
         }
     }
     if ok {
-        let t = &reference.tally;
         println!(
-            "check: the three ways agree on all {} reads, {} writes and the final database",
-            t.reads.len() - t.writes,
-            t.writes
+            "check: in every round the three ways agree on the answers and the final \
+             database ({reads} reads, {writes} writes in all)"
         );
         ExitCode::SUCCESS
     } else {
