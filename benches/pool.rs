@@ -1348,12 +1348,16 @@ fn light_load(_: &mut Criterion) {
         for lane in lanes {
             let name = lane.map_or("inline (harness)", Contender::name);
             let rt = runtime(true);
+            // A fresh pool with the defaults, as spawn_blocking gets a fresh runtime: the
+            // default pool still holds (and is retiring) threads of earlier scenarios.
+            let pool = Some(Pool::builder().build());
             let body = || std::thread::sleep(Duration::from_micros(100));
             // Warm up: the contender's first threads start before the measurement.
+            let warm = pool.clone();
             rt.block_on(rt.spawn(async move {
                 for _ in 0..20 {
                     match lane {
-                        Some(who) => who.call(body).await,
+                        Some(who) => who.call_on(&warm, body).await,
                         None => body(),
                     }
                 }
@@ -1380,7 +1384,7 @@ fn light_load(_: &mut Criterion) {
                     let mut done = 0usize;
                     while let Some(()) = rx.recv().await {
                         match lane {
-                            Some(who) => who.call(body).await,
+                            Some(who) => who.call_on(&pool, body).await,
                             None => body(),
                         }
                         done += 1;

@@ -30,6 +30,13 @@ use crate::sync::lock_std as lock;
 /// The longest an out-of-work worker spins before parking.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(50);
 
+/// A spin pays for itself when the next job comes within this: a spin that waits `g` costs
+/// `g` of CPU time, a park and a wake-up cost about this much between the worker and the
+/// thread that wakes it (two system calls and two context switches). A stream of calls with
+/// gaps of tens of microseconds (a caller that parks between calls, a light load) gets
+/// parked workers, as from `spawn_blocking`; back-to-back calls get a spinning worker.
+pub(crate) const SPIN_PAYS_WITHIN: Duration = Duration::from_micros(10);
+
 thread_local! {
     /// The pool this thread works for (address of its `Shared`), 0 if none.
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
@@ -122,7 +129,7 @@ impl SpinGauge {
 
     /// Records how long after running dry the next job came.
     fn record(&mut self, gap_ns: u64) {
-        self.record_hit(u128::from(gap_ns) < SPIN_FOR.as_nanos());
+        self.record_hit(u128::from(gap_ns) < SPIN_PAYS_WITHIN.as_nanos());
     }
 
     /// Records whether a spin found (or would have found) what it waited for.
@@ -451,7 +458,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spinning_pays_only_while_the_next_job_comes_within_a_spin() {
+    fn spinning_pays_only_while_the_next_job_comes_sooner_than_a_park_would_cost() {
         let mut g = SpinGauge::default();
         assert!(g.pays(), "a new worker spins");
         for _ in 0..3 {
@@ -464,6 +471,17 @@ mod tests {
             g.record(1_000_000);
         }
         assert!(!g.pays(), "a call every millisecond stops it");
+        for _ in 0..6 {
+            g.record(5_000);
+        }
+        assert!(g.pays(), "back-to-back calls bring it back");
+        for _ in 0..6 {
+            g.record(40_000);
+        }
+        assert!(
+            !g.pays(),
+            "calls 40 µs apart, within a spin but cheaper parked, stop it"
+        );
         for _ in 0..6 {
             g.record(2_000);
         }
