@@ -109,3 +109,54 @@ fn shutdown_names_the_functions_still_running() {
     );
     block_on(call);
 }
+
+#[derive(Clone)]
+struct Inventory {
+    items: u64,
+}
+
+#[offload(pool = POOL)]
+impl Inventory {
+    fn count(&self) -> u64 {
+        self.items
+    }
+}
+
+#[offload]
+trait Ledger: Send + Sync {
+    fn balance(&self) -> i64;
+}
+
+#[derive(Clone)]
+struct Books;
+
+#[offload(pool = POOL)]
+impl Ledger for Books {
+    fn balance(&self) -> i64 {
+        -7
+    }
+}
+
+#[offload(pool = POOL)]
+fn count() -> u64 {
+    0
+}
+
+#[test]
+fn methods_of_an_impl_block_are_named_after_their_type() {
+    assert_eq!(block_on(Inventory { items: 3 }.count()), 3);
+    let books: &dyn Ledger = &Books;
+    assert_eq!(block_on(books.balance()), -7);
+    assert_eq!(block_on(count()), 0);
+    // A free function and a method of the same name keep figures of their own.
+    assert_eq!(
+        figures_of("::Inventory::count").name,
+        "macro_metrics::Inventory::count"
+    );
+    assert_eq!(
+        figures_of("::Books::balance").name,
+        "macro_metrics::Books::balance"
+    );
+    assert_eq!(figures_of("macro_metrics::count").calls, 1);
+    assert_eq!(figures_of("::Inventory::count").calls, 1);
+}

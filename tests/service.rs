@@ -237,7 +237,7 @@ async fn the_service_answers_over_http() {
         .lines()
         .find(|l| {
             l.starts_with("offthread_function_calls_total")
-                && l.contains("function=\"service::app::place_order\"")
+                && l.contains("function=\"service::app::SqliteShop::place_order\"")
         })
         .unwrap_or_else(|| panic!("no place_order figures in:\n{text}"));
     let n: f64 = calls.rsplit(' ').next().unwrap().parse().unwrap();

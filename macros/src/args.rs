@@ -108,6 +108,9 @@ pub struct Args {
     pub given: Vec<(Key, Ident)>,
     /// The keys a method of an impl block took from the block's options.
     pub inherited: Vec<Key>,
+    /// Not an option: the type an `#[offload]` impl block is for (its last path segment),
+    /// which names the block's methods in their figures (`module::Type::method`).
+    pub owner: Option<String>,
 }
 
 /// `timeout = "250ms"`, checked and converted.
@@ -167,6 +170,7 @@ impl Args {
             skip: self.skip,
             given,
             inherited,
+            owner: self.owner.or_else(|| block.owner.clone()),
         }
     }
 

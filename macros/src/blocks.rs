@@ -134,6 +134,12 @@ pub fn impl_block(args: &Args, errors: &mut Errors, item: TokenStream) -> syn::R
     } else {
         Place::InherentImpl
     };
+    // The methods' figures are named `module::Type::method`.
+    let mut args = args.clone();
+    if let syn::Type::Path(ty) = &*block.self_ty {
+        args.owner = ty.path.segments.last().map(|s| s.ident.to_string());
+    }
+    let args = &args;
     block.attrs.extend(inner_attrs);
     for inner in items {
         let tokens = match inner {

@@ -234,6 +234,10 @@ fn expand_one(checked: Checked) -> TokenStream {
     let run_guard = Ident::new("__run", Span::mixed_site());
     let fn_name = sig.ident.to_string();
     let fn_name = fn_name.strip_prefix("r#").unwrap_or(&fn_name);
+    let fn_name = match &args.owner {
+        Some(owner) => format!("{}::{fn_name}", owner.strip_prefix("r#").unwrap_or(owner)),
+        None => fn_name.to_owned(),
+    };
     let make_site = quote! {
         let #site: &'static #krate::__private::Site = {
             static __OFFTHREAD_SITE: #krate::__private::Site = #krate::__private::Site::new(

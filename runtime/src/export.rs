@@ -10,10 +10,11 @@ use crate::site::function_metrics;
 /// `/metrics` handler, before rendering) or on an interval.
 ///
 /// Pool figures carry the label `pool` (its name); function figures the label `function`
-/// (`module::function`). Gauges: `offthread_pool_threads`, `offthread_pool_idle_threads`,
-/// `offthread_pool_queued`, `offthread_pool_running`. Counters (totals, set absolutely):
-/// `offthread_pool_submitted_total`, `offthread_pool_completed_total`,
-/// `offthread_pool_panicked_total`, `offthread_pool_cancelled_total`,
+/// (`module::function`, or `module::Type::method`). Gauges: `offthread_pool_threads`,
+/// `offthread_pool_idle_threads`, `offthread_pool_queued`, `offthread_pool_running`.
+/// Counters (totals, set absolutely): `offthread_pool_submitted_total`,
+/// `offthread_pool_completed_total`, `offthread_pool_panicked_total`,
+/// `offthread_pool_cancelled_total`,
 /// `offthread_pool_queue_wait_microseconds_total`, `offthread_pool_run_microseconds_total`,
 /// and per function `offthread_function_calls_total`, `offthread_function_completed_total`,
 /// `offthread_function_panicked_total`, `offthread_function_timeouts_total`,

@@ -200,9 +200,9 @@ fn cpus() -> usize {
 pub struct ShutdownReport {
     /// Jobs whose bodies had not returned at the deadline (they run on to their end).
     pub still_running: usize,
-    /// The `#[offload]` functions (`module::function`) of the bodies still running on the
-    /// pool's threads at the deadline, one entry per body; bodies run with `Pool::spawn`
-    /// have no name and are only counted.
+    /// The `#[offload]` functions (`module::function`, `module::Type::method`) of the
+    /// bodies still running on the pool's threads at the deadline, one entry per body;
+    /// bodies run with `Pool::spawn` have no name and are only counted.
     pub still_running_in: Vec<&'static str>,
     /// Queued jobs that never started and were failed with a shutdown error.
     pub failed: usize,

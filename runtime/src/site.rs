@@ -190,7 +190,8 @@ impl Drop for RunGuard {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FunctionMetrics {
-    /// The function's path, `crate::module::function`.
+    /// The function's path, `crate::module::function`; for a method of an `#[offload]` impl
+    /// block, `crate::module::Type::method` (the type's name without its generics).
     pub name: &'static str,
     /// Calls made (counted at their first poll).
     pub calls: u64,
