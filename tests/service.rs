@@ -76,8 +76,18 @@ impl Subscriber for Recorder {
 const USERS: usize = 500;
 const ORDERS: usize = 20_000;
 
-/// Seeds a database, starts the app on a free port and returns its base URL.
-async fn start() -> String {
+/// The test's database directory, removed when the test ends (passed or not).
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Seeds a database, starts the app on a free port and returns its base URL, and the
+/// database's directory.
+async fn start() -> (String, TempDir) {
     tracing::subscriber::set_global_default(Recorder).expect("one subscriber per test binary");
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,7 +108,7 @@ async fn start() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app::router(state)).await.unwrap() });
-    format!("http://{addr}")
+    (format!("http://{addr}"), TempDir(dir))
 }
 
 /// The status and JSON body of a response.
@@ -110,7 +120,7 @@ async fn json(response: reqwest::Response) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_answers_over_http() {
-    let base = start().await;
+    let (base, _dir) = start().await;
     let client = reqwest::Client::new();
 
     // A read, checked against the database directly.

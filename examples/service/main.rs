@@ -1,6 +1,6 @@
 //! An axum service over the `orm` example's data layer: `cargo run --release --example
 //! service` seeds a SQLite database in a temporary directory, starts the app on a port it
-//! prints (or `PORT`), and serves until stopped.
+//! prints (or `PORT`), and serves until Ctrl-C, then removes the database.
 //!
 //! ```text
 //! curl http://127.0.0.1:PORT/users/7
@@ -35,10 +35,21 @@ fn main() -> std::io::Result<()> {
         metrics: Arc::new(move || prometheus.render()),
     };
     let port = std::env::var("PORT").unwrap_or_else(|_| "0".to_owned());
-    tokio::runtime::Runtime::new()?.block_on(async {
+    let served = tokio::runtime::Runtime::new()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
         let addr = listener.local_addr()?;
-        println!("serving on http://{addr}  (try: curl http://{addr}/users/7)");
-        axum::serve(listener, app::router(state)).await
-    })
+        println!("serving on http://{addr}  (try: curl http://{addr}/users/7; Ctrl-C stops)");
+        axum::serve(listener, app::router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    });
+    // The data pool's workers hold connections to the database: close them, then remove it.
+    let report = db::DATA.shutdown(std::time::Duration::from_secs(5));
+    if report.still_running > 0 {
+        eprintln!("{report:?}");
+    }
+    std::fs::remove_dir_all(&dir)?;
+    served
 }
