@@ -27,6 +27,30 @@ use std::thread::{self, JoinHandle};
 thread_local! {
     /// Whether [`lower_to_idle`] moved this thread to the idle class.
     static LOWERED: Cell<bool> = const { Cell::new(false) };
+    /// Tests: how many of this thread's next thread starts fail as if the OS refused them.
+    #[cfg(test)]
+    static REFUSE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Tests: makes the calling thread's next `n` thread starts (the crate's, through
+/// [`spawn`], and the timer's) fail as if the OS had no thread to give.
+#[cfg(test)]
+pub(crate) fn refuse_next_starts(n: usize) {
+    REFUSE.set(n);
+}
+
+/// Tests: takes one refusal set by [`refuse_next_starts`], if any is left; always `Ok`
+/// outside tests.
+pub(crate) fn injected_refusal() -> io::Result<()> {
+    #[cfg(test)]
+    if REFUSE.get() > 0 {
+        REFUSE.set(REFUSE.get() - 1);
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "refused by the test (no thread)",
+        ));
+    }
+    Ok(())
 }
 
 /// A thread start the starter makes on behalf of a lowered thread.
@@ -76,6 +100,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    injected_refusal()?;
     let Some(starter) = STARTER.get().filter(|_| LOWERED.get()) else {
         return builder.spawn(f);
     };

@@ -40,6 +40,9 @@ struct Timer {
 fn timer() -> std::io::Result<&'static Arc<Timer>> {
     static TIMER: OnceLock<Arc<Timer>> = OnceLock::new();
     static STARTING: Mutex<()> = Mutex::new(());
+    // In tests, a refusal set by the test fails the timer as a refused start would, even
+    // when another test started it already.
+    crate::priority::injected_refusal()?;
     if let Some(t) = TIMER.get() {
         return Ok(t);
     }
@@ -173,5 +176,33 @@ mod tests {
             before,
             "every entry was removed when its call ended"
         );
+    }
+
+    #[test]
+    fn a_timeout_that_cannot_be_kept_fails_the_call_and_its_body_never_runs() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::Arc;
+        let pool = Pool::builder().build();
+        let ran = Arc::new(AtomicBool::new(false));
+        let body_ran = Arc::clone(&ran);
+        crate::priority::refuse_next_starts(1);
+        let call = with_timeout(
+            pool.spawn(move || {
+                body_ran.store(true, SeqCst);
+                Ok::<_, Error>(())
+            }),
+            Duration::from_secs(60),
+        );
+        let err = futures::executor::block_on(call).unwrap_err();
+        assert!(err.is_no_threads(), "{err}");
+        assert!(err.to_string().contains("offthread-timer"), "{err}");
+        // The next call gets its timer.
+        let call = with_timeout(pool.spawn(|| Ok::<_, Error>(7)), Duration::from_secs(60));
+        assert_eq!(futures::executor::block_on(call).unwrap(), 7);
+        assert!(
+            !ran.load(SeqCst),
+            "the failed call's body was dropped unrun"
+        );
+        assert_eq!(pool.metrics().cancelled, 1);
     }
 }

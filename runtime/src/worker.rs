@@ -488,3 +488,59 @@ mod tests {
         assert!(g.pays(), "a few quick calls bring it back");
     }
 }
+
+#[cfg(test)]
+mod thread_start_tests {
+    use std::future::Future;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::Pool;
+
+    #[test]
+    fn a_worker_that_cannot_start_leaves_its_jobs_to_the_workers_there_are() {
+        let pool = Pool::builder().min_threads(0).max_threads(4).build();
+        // One worker, held in a body until the test lets it go.
+        let (release, held) = mpsc::channel::<()>();
+        let (started, running) = mpsc::channel::<()>();
+        let first = std::thread::spawn({
+            let pool = pool.clone();
+            move || {
+                futures::executor::block_on(pool.spawn(move || {
+                    started.send(()).unwrap();
+                    held.recv().unwrap();
+                    1
+                }))
+            }
+        });
+        running.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(pool.metrics().threads, 1);
+        // The second call's worker is refused: the call waits for the first worker.
+        crate::priority::refuse_next_starts(1);
+        let mut second = pool.spawn(|| 2);
+        let waker = futures::task::noop_waker();
+        let polled =
+            std::pin::Pin::new(&mut second).poll(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending());
+        assert_eq!(
+            pool.metrics().threads,
+            1,
+            "the refused worker was counted out"
+        );
+        assert_eq!(pool.metrics().queued, 1);
+        release.send(()).unwrap();
+        assert_eq!(first.join().unwrap(), 1);
+        assert_eq!(futures::executor::block_on(second), 2);
+        // The refusal was one start: with a body held again, the next call gets a second
+        // worker and ends while the first is still held.
+        let (release, held) = mpsc::channel::<()>();
+        let mut holding = pool.spawn(move || held.recv().unwrap());
+        assert!(std::pin::Pin::new(&mut holding)
+            .poll(&mut std::task::Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(futures::executor::block_on(pool.spawn(|| 3)), 3);
+        assert_eq!(pool.metrics().threads, 2);
+        release.send(()).unwrap();
+        futures::executor::block_on(holding);
+    }
+}

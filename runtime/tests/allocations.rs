@@ -67,10 +67,21 @@ fn one_allocation_per_call() {
         .on_thread_start(|| HERE.set(true))
         .build();
     let (a, b, c) = (1u64, 2u64, 3u64);
-    // Warm up: threads, thread-locals and the queue's buffers exist after this.
+    // Warm up: both threads (two bodies that wait for each other), thread-locals and the
+    // queue's buffers exist after this. (A thread started while counting would count its
+    // own allocations: a submit that finds no worker spinning or parked starts one.)
+    let both = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let pair = (0..2).map(|_| {
+        let both = std::sync::Arc::clone(&both);
+        pool.spawn(move || {
+            both.wait();
+        })
+    });
+    futures::executor::block_on(futures::future::join_all(pair));
     for _ in 0..2_000 {
         futures::executor::block_on(pool.spawn(move || a + b + c));
     }
+    assert_eq!(pool.metrics().threads, 2);
     const CALLS: usize = 10_000;
     ALLOCS.store(0, SeqCst);
     BYTES.store(0, SeqCst);
