@@ -21,7 +21,7 @@
 use std::cell::Cell;
 use std::io;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 
 thread_local! {
@@ -57,22 +57,27 @@ pub(crate) fn injected_refusal() -> io::Result<()> {
 type Start = Box<dyn FnOnce() + Send>;
 
 /// The starter's inbox, once a thread about to lower itself has started it.
-static STARTER: OnceLock<Mutex<Sender<Start>>> = OnceLock::new();
+static STARTER: OnceLock<Sender<Start>> = OnceLock::new();
 
 /// Moves the calling thread to the OS's idle scheduling class. Returns whether it did;
 /// where the platform has no such class (anything but Linux), it leaves the thread as it is
 /// and returns `false`.
 pub(crate) fn lower_to_idle() -> bool {
-    // Started while this thread is still ordinary, so the starter is ordinary too.
-    start_starter();
     #[cfg(target_os = "linux")]
-    let lowered = linux::set_idle();
+    {
+        // Started while this thread is still ordinary, so the starter is ordinary too.
+        start_starter();
+        let lowered = linux::set_idle();
+        LOWERED.set(lowered);
+        lowered
+    }
     #[cfg(not(target_os = "linux"))]
-    let lowered = false;
-    LOWERED.set(lowered);
-    lowered
+    {
+        false
+    }
 }
 
+#[cfg(target_os = "linux")]
 fn start_starter() {
     STARTER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Start>();
@@ -87,7 +92,7 @@ fn start_starter() {
         // If it could not start, the receiver is gone and `spawn` falls back to starting
         // threads itself.
         drop(started);
-        Mutex::new(tx)
+        tx
     });
 }
 
@@ -108,11 +113,7 @@ where
     let start: Start = Box::new(move || {
         let _ = tx.send(builder.spawn(f));
     });
-    let sent = starter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(start);
-    if let Err(mpsc::SendError(start)) = sent {
+    if let Err(mpsc::SendError(start)) = starter.send(start) {
         // The starter never started: start here, in this thread's class.
         start();
     }
