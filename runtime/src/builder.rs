@@ -184,8 +184,10 @@ impl Builder {
     /// executor is what mostly runs on the machine, not beside unrelated CPU-bound work.
     ///
     /// On Linux this is `SCHED_IDLE`, set by each worker on itself as it starts, before the
-    /// [`on_thread_start`](Builder::on_thread_start) hook (which may change it again).
-    /// Elsewhere it has no effect. Off by default.
+    /// [`on_thread_start`](Builder::on_thread_start) hook (which may lower it further; an
+    /// unprivileged thread cannot leave the idle class). Threads a body starts itself
+    /// inherit the class; the threads offthread starts from such a body (another pool's
+    /// workers, the timer) do not. Elsewhere it has no effect. Off by default.
     ///
     /// # Examples
     ///
