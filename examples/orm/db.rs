@@ -392,14 +392,16 @@ pub fn create_and_seed(
     Ok(())
 }
 
+/// `path` as an SQL string literal.
+fn sql_string(path: &Path) -> String {
+    let path = path.to_str().expect("database path is UTF-8");
+    format!("'{}'", path.replace('\'', "''"))
+}
+
 /// Copies the database at `from` to a new file `to` (so each run starts from the same data).
 pub fn copy_database(from: &Path, to: &Path) -> QueryResult<()> {
     let mut conn = connect(from);
-    let quoted = to
-        .to_str()
-        .expect("database path is UTF-8")
-        .replace('\'', "''");
-    conn.batch_execute(&format!("VACUUM INTO '{quoted}'"))?;
+    conn.batch_execute(&format!("VACUUM INTO {}", sql_string(to)))?;
     connect(to).batch_execute("PRAGMA journal_mode = WAL")
 }
 
@@ -407,11 +409,7 @@ pub fn copy_database(from: &Path, to: &Path) -> QueryResult<()> {
 /// transaction, while connections to `path` stay open (the `DATA` pool keeps its own).
 pub fn reset_database(path: &Path, seeded: &Path) -> QueryResult<()> {
     let mut conn = connect(path);
-    let quoted = seeded
-        .to_str()
-        .expect("database path is UTF-8")
-        .replace('\'', "''");
-    conn.batch_execute(&format!("ATTACH DATABASE '{quoted}' AS seeded"))?;
+    conn.batch_execute(&format!("ATTACH DATABASE {} AS seeded", sql_string(seeded)))?;
     conn.immediate_transaction(|conn| {
         conn.batch_execute(
             "DELETE FROM orders;

@@ -351,7 +351,11 @@ fn main() -> ExitCode {
         db::copy_database(&seeded, &path).expect("copy the seeded database");
         path
     });
-    db::use_database(&paths[0]);
+    for (way, path) in WAYS.iter().zip(&paths) {
+        if *way == Way::Offthread {
+            db::use_database(path);
+        }
+    }
     let mut rounds: [Vec<Report>; 3] = Default::default();
     for (round, slice) in slices.iter().enumerate() {
         for turn in 0..WAYS.len() {
