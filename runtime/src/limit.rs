@@ -103,7 +103,7 @@ impl Limit {
     }
 
     /// Returns a permit: to the oldest waiter if there is one, else to the pool of permits.
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         let waker = {
             let mut st = lock(&self.state);
             match st.waiters.pop_first() {
@@ -144,12 +144,23 @@ impl LimitRef for Arc<Limit> {}
 
 /// A held permit; dropping it releases the permit.
 pub(crate) struct Permit<L: LimitRef> {
-    limit: L,
+    /// `None` once [`keep`](Permit::keep) handed the release to the holder.
+    limit: Option<L>,
+}
+
+impl<L: LimitRef> Permit<L> {
+    /// Hands the permit to a holder that records it as a flag and calls
+    /// [`Limit::release`] itself (a job, whose allocation has no room for the permit).
+    pub(crate) fn keep(mut self) {
+        self.limit = None;
+    }
 }
 
 impl<L: LimitRef> Drop for Permit<L> {
     fn drop(&mut self) {
-        self.limit.release();
+        if let Some(limit) = self.limit.take() {
+            limit.release();
+        }
     }
 }
 
@@ -202,7 +213,7 @@ impl<L: LimitRef> Future for Acquire<L> {
         this.done = true;
         this.waiter = None;
         Poll::Ready(Permit {
-            limit: this.limit.clone(),
+            limit: Some(this.limit.clone()),
         })
     }
 }

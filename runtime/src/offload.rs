@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::job::{Abandoned, Run, Task};
+use crate::job::{Abandoned, Task, TaskRef};
 use crate::limit::{Acquire, Limit, LimitRef};
 use crate::pool::Pool;
 use crate::site::Site;
@@ -70,7 +70,7 @@ enum Repr<T> {
 
 /// One call on a pool: its job and the future's side of its bookkeeping.
 struct Call<T> {
-    job: Arc<dyn Task<T>>,
+    job: TaskRef<T>,
     pool: Pool,
     state: State,
     limit: Option<&'static Limit>,
@@ -99,7 +99,7 @@ enum State {
 }
 
 impl<T> Offload<T> {
-    pub(crate) fn new(job: Arc<dyn Task<T>>, pool: Pool) -> Offload<T> {
+    pub(crate) fn new(job: TaskRef<T>, pool: Pool) -> Offload<T> {
         Offload {
             repr: Repr::Call(Call {
                 job,
@@ -153,9 +153,11 @@ impl<T> Offload<T> {
         }
     }
 
+    /// Makes the call hold a permit of `limit` while its body runs. Before the first poll.
     pub(crate) fn set_limit(&mut self, limit: &'static Limit) {
         if let Repr::Call(call) = &mut self.repr {
             call.limit = Some(limit);
+            call.job.set_limit(limit);
         }
     }
 
@@ -206,7 +208,7 @@ impl<T> Call<T> {
                         site.count_call();
                     }
                     if shared.is_closed() {
-                        self.job.abandon();
+                        self.job.abandon(None);
                         shared.count_cancelled(false);
                         self.state = State::Done;
                         return Poll::Ready(Err(Error::shutdown(Arc::clone(&shared.name))));
@@ -214,13 +216,12 @@ impl<T> Call<T> {
                     if let Some(after) = self.timeout {
                         // A deadline past what `Instant` can hold never comes.
                         if let Some(at) = Instant::now().checked_add(after) {
-                            let job: Arc<dyn Run> = self.job.clone();
-                            match crate::timer::expire_at(at, Arc::downgrade(&job)) {
+                            match crate::timer::expire_at(at, self.job.erase()) {
                                 Ok(key) => self.timer = Some(key),
                                 Err(cause) => {
                                     // A timeout that cannot be kept fails the call rather
                                     // than let it run unbounded.
-                                    self.job.abandon();
+                                    self.job.abandon(None);
                                     shared.count_cancelled(false);
                                     self.state = State::Done;
                                     let timer = Arc::from("offthread-timer");
@@ -244,8 +245,7 @@ impl<T> Call<T> {
                 State::Ready => {
                     let shared = self.pool.shared();
                     if shared.is_own_worker() && !shared.can_take_another() {
-                        let job: Arc<dyn Run> = self.job.clone();
-                        shared.run_inline(&job);
+                        shared.run_inline(&self.job.erase());
                         self.state = State::Submitted;
                     } else if let Some(slots) = &shared.queue_limit {
                         self.state = State::Slot(Arc::clone(slots).acquire());
@@ -308,11 +308,11 @@ impl<T> Call<T> {
         match state {
             State::Unpolled | State::Done => {}
             State::Limit(_) | State::Ready | State::Slot(_) => {
-                self.job.abandon();
+                self.job.abandon(shared.queue_limit.as_deref());
                 shared.count_cancelled(false);
             }
             State::Submitted => {
-                if self.job.abandon() == Abandoned::BeforeStart {
+                if self.job.abandon(shared.queue_limit.as_deref()) == Abandoned::BeforeStart {
                     shared.count_cancelled(true);
                 }
             }

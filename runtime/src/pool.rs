@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::builder::{Builder, Hook};
 use crate::error::Error;
-use crate::job::{Job, Run, Task};
+use crate::job::{new_job, TaskRef};
 use crate::limit::Limit;
 use crate::metrics::{Counters, Metrics};
 use crate::offload::Offload;
@@ -300,8 +300,7 @@ impl Pool {
             let span = tracing::Span::current();
             move || span.in_scope(f)
         };
-        let job: Arc<dyn Task<T>> = Arc::new(Job::new(f));
-        Offload::new(job, self.clone())
+        Offload::new(new_job(f), self.clone())
     }
 
     /// Runs `f` on the pool with the worker's own `L`, the per-worker resource registered
@@ -503,7 +502,7 @@ impl Shared {
     pub(crate) fn fail_queued(&self, err: impl Fn() -> Error) -> usize {
         let mut failed = 0;
         for entry in self.queue.drain() {
-            if entry.job.fail(err()) {
+            if entry.job.fail(err(), self.queue_limit.as_deref()) {
                 self.count_cancelled(true);
                 failed += 1;
             }
@@ -513,14 +512,16 @@ impl Shared {
 
     /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit).
     /// On a closed pool, fails it with a shutdown error instead.
-    pub(crate) fn submit<T>(self: &Arc<Self>, job: &Arc<dyn Task<T>>, urgent: bool) {
+    pub(crate) fn submit<T>(self: &Arc<Self>, job: &TaskRef<T>, urgent: bool) {
         self.counters.queued.fetch_add(1, SeqCst);
-        let entry: Arc<dyn Run> = job.clone();
-        self.queue.push(entry, self.now(), urgent);
+        self.queue.push(job.erase(), self.now(), urgent);
         // Checked after the push: closed before it, or closed and drained while we pushed,
         // the job must still end. (An abandoned entry is skipped by whoever pops it.)
         if self.is_closed() {
-            if job.fail(Error::shutdown(Arc::clone(&self.name))) {
+            if job.fail(
+                Error::shutdown(Arc::clone(&self.name)),
+                self.queue_limit.as_deref(),
+            ) {
                 self.count_cancelled(true);
             }
             return;

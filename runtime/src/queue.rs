@@ -25,9 +25,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::job::Run;
+use crate::job::JobRef;
 use crate::sync::lock_std as lock;
 
 /// A value on a cache line of its own, so counters written by different threads do not
@@ -59,7 +59,7 @@ const SHRINK_ABOVE: usize = 4096;
 /// A queued job and when it was queued (nanoseconds on the pool's clock). The time lives
 /// here rather than in the job, whose allocation every call pays for.
 pub(crate) struct Entry {
-    pub(crate) job: Arc<dyn Run>,
+    pub(crate) job: JobRef,
     pub(crate) at: u64,
 }
 
@@ -138,7 +138,7 @@ impl Queue {
     }
 
     /// Queues `job`, queued at `at`, ahead of plain jobs if `urgent`.
-    pub(crate) fn push(&self, job: Arc<dyn Run>, at: u64, urgent: bool) {
+    pub(crate) fn push(&self, job: JobRef, at: u64, urgent: bool) {
         let entry = Entry { job, at };
         if urgent {
             self.urgent.push(entry);
@@ -238,17 +238,19 @@ fn count(n: usize) -> isize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Job, Outcome, RunHooks};
+    use crate::job::{new_job, Outcome, RunHooks};
+    use std::sync::Arc;
 
     struct NoHooks;
     impl RunHooks for NoHooks {
         fn started(&self) {}
         fn finished(&self, _: Outcome) {}
+        fn release_slot(&self) {}
     }
 
     fn job(at: u64, tag: u32, log: &Arc<Mutex<Vec<u32>>>) -> Entry {
         let log = Arc::clone(log);
-        let job: Arc<dyn Run> = Arc::new(Job::new(move || lock(&log).push(tag)));
+        let job = new_job(move || lock(&log).push(tag)).erase();
         Entry { job, at }
     }
 

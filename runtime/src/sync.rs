@@ -2,15 +2,40 @@
 //! `--cfg loom` so that the loom models in `job.rs` explore every interleaving.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{
-    atomic::{AtomicBool, Ordering},
-    Mutex, MutexGuard,
+pub(crate) use loom::{
+    cell::UnsafeCell,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, MutexGuard,
+    },
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicUsize, Ordering},
     Mutex, MutexGuard,
 };
+
+/// `std::cell::UnsafeCell` with the closure-based access of `loom::cell::UnsafeCell`, so
+/// that the job's cells are checked by loom and cost nothing otherwise.
+#[cfg(not(loom))]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Reads through the cell's pointer; the caller makes sure nobody writes meanwhile.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Writes through the cell's pointer; the caller makes sure nobody else accesses it.
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
 
 /// Locks `m`, ignoring poison: no user code ever runs while one of our locks is held, so a
 /// poisoned lock can only come from a bug in this crate, and the data is still consistent.

@@ -8,17 +8,17 @@
 //! its job's allocation alive).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
-use crate::job::Run;
+use crate::job::JobRef;
 use crate::sync::lock_std as lock;
 
 /// An entry's key: its deadline, and a sequence number to keep keys distinct.
 pub(crate) type Key = (Instant, u64);
 
 /// The jobs waiting for their deadlines, earliest first.
-type Entries = BTreeMap<Key, Weak<dyn Run>>;
+type Entries = BTreeMap<Key, JobRef>;
 
 /// What the timer's lock guards.
 #[derive(Default)]
@@ -64,7 +64,7 @@ fn timer() -> std::io::Result<&'static Arc<Timer>> {
 
 /// Expires `job` at `at` unless [`cancel`]led first; returns the key to cancel with, or
 /// the error if the timer thread could not be started.
-pub(crate) fn expire_at(at: Instant, job: Weak<dyn Run>) -> std::io::Result<Key> {
+pub(crate) fn expire_at(at: Instant, job: JobRef) -> std::io::Result<Key> {
     let t = timer()?;
     let mut st = lock(&t.state);
     let key = (at, st.next_seq);
@@ -114,9 +114,7 @@ impl Timer {
             if !due.is_empty() {
                 drop(st);
                 for job in due {
-                    if let Some(job) = job.upgrade() {
-                        job.expire();
-                    }
+                    job.expire();
                 }
                 st = lock(&self.state);
                 continue;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::builder::Hook;
 use crate::cpu::{self, Activity};
 use crate::error::Error;
-use crate::job::{contain, Outcome, Run, RunHooks};
+use crate::job::{contain, JobRef, Outcome, RunHooks};
 use crate::pool::{Shared, State};
 use crate::sync::lock_std as lock;
 
@@ -42,7 +42,7 @@ thread_local! {
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
     /// The jobs running on this thread, outermost first (more than one when a body made
     /// a nested call that runs inline), for `is_cancelled()`.
-    static CURRENT: RefCell<Vec<Arc<dyn Run>>> = const { RefCell::new(Vec::new()) };
+    static CURRENT: RefCell<Vec<JobRef>> = const { RefCell::new(Vec::new()) };
     /// The shutdown flag of the pool this thread works for.
     static STOPPING: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
 }
@@ -223,7 +223,10 @@ impl Shared {
                 if self.stopped.load(SeqCst) {
                     // Shutdown has given up on queued jobs: this one fails like them.
                     slot.starting.store(false, SeqCst);
-                    if entry.job.fail(Error::shutdown(Arc::clone(&self.name))) {
+                    if entry.job.fail(
+                        Error::shutdown(Arc::clone(&self.name)),
+                        self.queue_limit.as_deref(),
+                    ) {
                         self.count_cancelled(true);
                     }
                     continue;
@@ -268,24 +271,19 @@ impl Shared {
     }
 
     /// Runs a nested call's job right here, on a worker of its own pool.
-    pub(crate) fn run_inline(&self, job: &Arc<dyn Run>) {
+    pub(crate) fn run_inline(&self, job: &JobRef) {
         self.run_job(job, None, None);
     }
 
     /// Runs one job on this thread, with `is_cancelled()` and the totals kept.
-    fn run_job(
-        &self,
-        job: &Arc<dyn Run>,
-        slot: Option<&WorkerSlot>,
-        queued_at: Option<u64>,
-    ) -> Outcome {
+    fn run_job(&self, job: &JobRef, slot: Option<&WorkerSlot>, queued_at: Option<u64>) -> Outcome {
         let acct = Accounting {
             shared: self,
             slot,
             queued_at,
             start: Cell::new(0),
         };
-        CURRENT.with_borrow_mut(|jobs| jobs.push(Arc::clone(job)));
+        CURRENT.with_borrow_mut(|jobs| jobs.push(job.clone()));
         let outcome = job.run(&acct);
         CURRENT.with_borrow_mut(Vec::pop);
         outcome
@@ -422,6 +420,12 @@ impl RunHooks for Accounting<'_> {
         if let Some(slot) = self.slot {
             slot.busy_since.store(now + 1, Relaxed);
             slot.starting.store(false, SeqCst);
+        }
+    }
+
+    fn release_slot(&self) {
+        if let Some(slots) = &self.shared.queue_limit {
+            slots.release();
         }
     }
 
