@@ -236,8 +236,15 @@ impl Shared {
                 }
                 // Fan out: submitters skip waking anyone while a worker spins, so a burst
                 // can find one worker awake; each worker that takes a job and sees more
-                // waiting than spinners can take wakes one more.
-                if self.sleeping.load(SeqCst) > 0 && self.queue.len() > self.spinning.load(SeqCst) {
+                // waiting than spinners can take wakes one more, or, with none asleep,
+                // has the monitor look. A call queued while this worker was leaving its
+                // spin for a body that may never end is then not left to wait for ever:
+                // its submitter saw a spinner and woke nobody.
+                if self.queue.len() > self.spinning.load(SeqCst)
+                    && (self.sleeping.load(SeqCst) > 0
+                        || (!self.monitor_awake.load(SeqCst)
+                            && self.threads.load(SeqCst) < self.config.max_threads))
+                {
                     self.wake_or_grow();
                 }
                 // A body that started cleared `starting` then (`Accounting::started`); a job
