@@ -23,7 +23,8 @@
 //! # Design
 //!
 //! One call is one allocation: the job (`job.rs`) holds the body, then its result, the
-//! waiting task's waker and any permits, behind a small lock. The future (`offload.rs`)
+//! waiting task's waker and flags for any permits, under one atomic state word (64 bytes
+//! for a body of four words; the crate's `unsafe` code lives there). The future (`offload.rs`)
 //! submits the job on its first poll. Workers (`worker.rs`) take jobs from a sharded queue
 //! (`queue.rs`) in the order they came, spin briefly when they run out of work while
 //! spinning pays (back-to-back calls then need no wake-up), and park after that, each woken

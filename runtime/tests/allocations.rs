@@ -148,7 +148,7 @@ fn a_call_waiting_for_a_queue_slot_holds_little_memory() {
     COUNTING.store(false, SeqCst);
     let per_call = BYTES.load(SeqCst) / WAITING + std::mem::size_of_val(&calls[0]);
     eprintln!("{per_call} bytes per call waiting for a queue slot (future included)");
-    // The job (about 100 B), the slot waiter (about 50 B) and its map entry, the future.
+    // The job (64 B), the slot waiter (about 50 B) and its map entry, the future.
     assert!(per_call <= 512, "{per_call} bytes per waiting call");
     assert!(pool.metrics().queued <= 1);
     drop(calls);
