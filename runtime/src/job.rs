@@ -249,10 +249,11 @@ where
         true
     }
 
-    /// Takes the body out of the slot. Only by the party that claimed the job.
+    /// Takes the body out of the slot. Only by the party that took the job out of PENDING.
     fn take_body(&self) -> F {
-        // SAFETY: the caller moved the job from PENDING to RUNNING, so it alone owns the
-        // slot, and a PENDING slot always holds the body (only that move takes it out).
+        // SAFETY: the caller's compare-and-swap moved the job out of PENDING (to RUNNING to
+        // run or fail it, to TAKEN to abandon it), so it alone owns the slot, and a PENDING
+        // slot always holds the body (only that move takes it out).
         self.slot
             .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).body) })
     }
