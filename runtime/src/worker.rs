@@ -234,17 +234,13 @@ impl Shared {
                 if let Some(since) = dry_since.take() {
                     gauge.record(entry.at.saturating_sub(since));
                 }
-                // Fan out: submitters skip waking anyone while a worker spins, so a burst
-                // can find one worker awake; each worker that takes a job and sees more
-                // waiting than spinners can take wakes one more, or, with none asleep,
-                // has the monitor look. A call queued while this worker was leaving its
-                // spin for a body that may never end is then not left to wait for ever:
-                // its submitter saw a spinner and woke nobody.
-                if self.queue.len() > self.spinning.load(SeqCst)
-                    && (self.sleeping.load(SeqCst) > 0
-                        || (!self.monitor_awake.load(SeqCst)
-                            && self.threads.load(SeqCst) < self.config.max_threads))
-                {
+                if fans_out(
+                    self.queue.len(),
+                    self.spinning.load(SeqCst),
+                    self.sleeping.load(SeqCst),
+                    self.monitor_awake.load(SeqCst),
+                    self.threads.load(SeqCst) < self.config.max_threads,
+                ) {
                     self.wake_or_grow();
                 }
                 // A body that started cleared `starting` then (`Accounting::started`); a job
@@ -453,6 +449,25 @@ impl RunHooks for Accounting<'_> {
     }
 }
 
+/// Whether a worker that has just taken a job must wake another worker or have the
+/// monitor look ([`Shared::wake_or_grow`]).
+///
+/// Submitters skip waking anyone while a worker spins, so a burst can find one worker
+/// awake; each worker that takes a job and sees more `waiting` than `spinning` workers can
+/// take wakes one more, or, with none `sleeping`, has the (parked) monitor look while the
+/// pool has `room` for a thread. Without the second part, a call queued while the only
+/// spinning worker was leaving its spin for a body that never ends waited for ever: its
+/// submitter had seen the spinner and woken nobody.
+fn fans_out(
+    waiting: usize,
+    spinning: usize,
+    sleeping: usize,
+    monitor_awake: bool,
+    room: bool,
+) -> bool {
+    waiting > spinning && (sleeping > 0 || (!monitor_awake && room))
+}
+
 /// An `io::Error` to put in each failed call's error (`io::Error` is not `Clone`).
 fn clone_io(e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), e.to_string())
@@ -467,6 +482,27 @@ fn run_hook(hook: Option<&Hook>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_that_takes_a_job_while_more_wait_makes_sure_someone_looks_at_them() {
+        // (waiting, spinning, sleeping, monitor awake, room for a thread)
+        assert!(fans_out(1, 0, 1, false, true), "wakes a sleeper");
+        assert!(fans_out(1, 0, 1, true, false), "wakes a sleeper at the cap");
+        assert!(
+            fans_out(1, 0, 0, false, true),
+            "none asleep, the monitor parked: it must look, or the call may wait for ever"
+        );
+        assert!(!fans_out(1, 1, 0, false, true), "a spinner takes it");
+        assert!(!fans_out(0, 0, 1, false, true), "nothing waits");
+        assert!(
+            !fans_out(2, 0, 0, true, true),
+            "the monitor is looking already"
+        );
+        assert!(
+            !fans_out(2, 0, 0, false, false),
+            "at the cap, calls wait their turn"
+        );
+    }
 
     #[test]
     fn spinning_pays_only_while_the_next_job_comes_sooner_than_a_park_would_cost() {
