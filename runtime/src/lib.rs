@@ -24,11 +24,12 @@
 //!
 //! One call is one allocation: the job (`job.rs`) holds the body, then its result, the
 //! waiting task's waker and flags for any permits, under one atomic state word (64 bytes
-//! for a body of four words; the crate's `unsafe` code lives there). The future (`offload.rs`)
-//! submits the job on its first poll. Workers (`worker.rs`) take jobs from a sharded queue
-//! (`queue.rs`) in the order they came, spin briefly when they run out of work while
-//! spinning pays (back-to-back calls then need no wake-up), and park after that, each woken
-//! on its own (`pool.rs`). The pool starts threads on demand up to the CPU count; past
+//! for a body of four words; it holds all but one of the crate's `unsafe` blocks, the
+//! other being the idle-priority system call). The future (`offload.rs`) submits the job
+//! on its first poll. Workers (`worker.rs`) take jobs from a sharded queue (`queue.rs`) in
+//! the order they came, spin briefly when they run out of work while spinning pays
+//! (back-to-back calls then need no wake-up), and park after that, each woken on its own
+//! (`pool.rs`). The pool starts threads on demand up to the CPU count; past
 //! that a monitor (`monitor.rs`) adds threads when queued work stops moving, or waits
 //! behind *blocked* workers. So short jobs never make it start hundreds of threads, busy
 //! loops get few, a thousand sleeping calls quickly get dozens, and a call queued behind

@@ -2,10 +2,10 @@
 //! process, sleeping until the earliest deadline, then expiring the jobs that are due.
 //!
 //! Expiring only flags the job and wakes its future; the future itself abandons the job
-//! (so a body that has not started never starts) and resolves with a timeout error. The
-//! timer holds jobs weakly, and a future that completes or is dropped first removes its
-//! entry, so calls with long timeouts at a high rate do not pile up entries (a `Weak` keeps
-//! its job's allocation alive).
+//! (so a body that has not started never starts) and resolves with a timeout error. An
+//! entry holds a handle to its job, and the future removes its entry when it is dropped
+//! before the deadline, so calls with long timeouts at a high rate do not pile up entries
+//! nor keep their jobs allocated.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
