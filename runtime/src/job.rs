@@ -39,10 +39,11 @@
 //!   twice. The limit's address is written once, while the future holds the only handle.
 //! - **The waker.** While `WAKER_SET` is clear, the cell belongs to the future, which writes
 //!   its waker there and then sets the flag. While it is set, the cell is only read. The
-//!   future clears it again (to replace a waker) only while no *event* has happened: a
-//!   result published (DONE) or the deadline passed (`TIMED_OUT`). Whoever makes an event
-//!   while `WAKER_SET` is set may therefore read the cell and wake the waker: from that
-//!   moment on it is never written again until the job is freed.
+//!   future clears it again (to replace a waker, or to drop it when it gives up) only while
+//!   no *event* has happened: a result published (DONE), the deadline passed (`TIMED_OUT`),
+//!   or the job over (TAKEN, whose waker a notifier may still be waking). Whoever makes an
+//!   event while `WAKER_SET` is set may therefore read the cell and wake the waker: from
+//!   that moment on it is never written again until the job is freed.
 //! - **The allocation** is freed by whoever drops the last handle.
 
 use std::marker::PhantomData;
@@ -88,9 +89,10 @@ fn stage(state: usize) -> usize {
     state & STAGE
 }
 
-/// True once something happened that the waiting task must see (a result, or the deadline).
+/// True once something happened that the waiting task must see (a result, or the deadline),
+/// or the job is over (TAKEN, which only follows one of those or the future's giving up).
 fn has_event(state: usize) -> bool {
-    stage(state) == DONE || state & TIMED_OUT != 0
+    stage(state) >= DONE || state & TIMED_OUT != 0
 }
 
 /// `state` moved to stage `to`, its flags and count unchanged.
