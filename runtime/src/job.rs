@@ -226,6 +226,48 @@ where
 }
 
 #[allow(unsafe_code)]
+impl<F, T> RawJob<F, T> {
+    /// Takes the body out of the slot. Only by the party that took the job out of PENDING,
+    /// or by the drop of a job freed while PENDING.
+    fn take_body(&self) -> F {
+        // SAFETY: the caller's compare-and-swap moved the job out of PENDING (to RUNNING to
+        // run or fail it, to TAKEN to abandon it), or the last handle is gone: either way
+        // the caller alone owns the slot, and a PENDING slot always holds the body (only
+        // that move takes it out).
+        self.slot
+            .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).body) })
+    }
+
+    /// Takes the result out of the slot. Only by the future moving the job from DONE to
+    /// TAKEN, by the runner that stored it and then saw the future gone, or by the drop of
+    /// a job freed in DONE.
+    fn take_result(&self) -> Result<T, Error> {
+        // SAFETY: in each of those cases the caller alone owns the slot: DONE slots belong
+        // to the future (the only party that leaves DONE), a result stored by a runner that
+        // then ended the job (TAKEN) is read by nobody else, and a freed job has no other
+        // handle. Each of them finds the result there (published with release, read after
+        // an acquire of the state).
+        self.slot
+            .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).result) })
+    }
+
+    /// Sets `flag` (a held permit) if the job is still pending; false if it is not.
+    fn flag_if_pending(&self, flag: usize) -> bool {
+        let mut s = self.state.load(Acquire);
+        while stage(s) == PENDING {
+            match self
+                .state
+                .compare_exchange_weak(s, s | flag, AcqRel, Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+        false
+    }
+}
+
+#[allow(unsafe_code)]
 impl<F, T> RawJob<F, T>
 where
     F: FnOnce() -> T + Send,
@@ -251,15 +293,6 @@ where
         true
     }
 
-    /// Takes the body out of the slot. Only by the party that took the job out of PENDING.
-    fn take_body(&self) -> F {
-        // SAFETY: the caller's compare-and-swap moved the job out of PENDING (to RUNNING to
-        // run or fail it, to TAKEN to abandon it), so it alone owns the slot, and a PENDING
-        // slot always holds the body (only that move takes it out).
-        self.slot
-            .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).body) })
-    }
-
     /// Stores `result` and publishes it (DONE), or, if the future gave up meanwhile, ends
     /// the job (TAKEN) and hands the result back to be dropped. Wakes the future, then
     /// gives back the limit permit. Only by the party that claimed the job.
@@ -278,12 +311,8 @@ where
             }
         }
         let unwanted = if s & CANCELLED != 0 {
-            // SAFETY: TAKEN slots are read by nobody else, and the future, having given up,
-            // will not take a result: the one written above is still ours.
-            Some(
-                self.slot
-                    .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).result) }),
-            )
+            // The future gave up and will not take it: the result is still ours.
+            Some(self.take_result())
         } else {
             if s & WAKER_SET != 0 {
                 self.wake_waiter();
@@ -393,15 +422,8 @@ where
                         .state
                         .compare_exchange_weak(s, to_stage(s, TAKEN), Acquire, Acquire)
                     {
-                        Ok(_) => {
-                            // SAFETY: DONE slots hold the result (published with release,
-                            // seen here with acquire) and belong to the future, which has
-                            // just moved the job on to TAKEN.
-                            let result = self.slot.with_mut(|slot| unsafe {
-                                ManuallyDrop::take(&mut (*slot).result)
-                            });
-                            return Poll::Ready(result);
-                        }
+                        // The future has just moved the job from DONE on to TAKEN.
+                        Ok(_) => return Poll::Ready(self.take_result()),
                         Err(actual) => {
                             s = actual;
                             continue;
@@ -504,11 +526,8 @@ where
             }
             RUNNING => Abandoned::WhileRunning,
             DONE => {
-                // SAFETY: DONE slots hold the result and belong to the future, which has
-                // just moved the job on to TAKEN.
-                let result = self
-                    .slot
-                    .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).result) });
+                // The future has just moved the job from DONE on to TAKEN.
+                let result = self.take_result();
                 contain(|| drop(result));
                 Abandoned::AfterEnd
             }
@@ -527,29 +546,15 @@ where
     }
 
     fn hold_limit(&self, permit: Permit<&'static Limit>) {
-        let mut s = self.state.load(Acquire);
-        while stage(s) == PENDING {
-            match self
-                .state
-                .compare_exchange_weak(s, s | HOLDS_LIMIT, AcqRel, Acquire)
-            {
-                Ok(_) => return permit.keep(),
-                Err(actual) => s = actual,
-            }
-        }
         // Abandoned already: the permit goes straight back (dropping it releases it).
+        if self.flag_if_pending(HOLDS_LIMIT) {
+            permit.keep();
+        }
     }
 
     fn hold_slot(&self, permit: Permit<Arc<Limit>>) {
-        let mut s = self.state.load(Acquire);
-        while stage(s) == PENDING {
-            match self
-                .state
-                .compare_exchange_weak(s, s | HOLDS_SLOT, AcqRel, Acquire)
-            {
-                Ok(_) => return permit.keep(),
-                Err(actual) => s = actual,
-            }
+        if self.flag_if_pending(HOLDS_SLOT) {
+            permit.keep();
         }
     }
 
@@ -573,19 +578,15 @@ where
 impl<F, T> Drop for RawJob<F, T> {
     fn drop(&mut self) {
         let s = self.state.load(Acquire);
-        // SAFETY: the last handle is gone, so nobody else can reach the job; a PENDING
-        // slot holds the body and a DONE slot the result, which nobody took.
+        // The last handle is gone: a PENDING slot still holds the body and a DONE slot the
+        // result, which nobody took.
         match stage(s) {
             PENDING => {
-                let body = self
-                    .slot
-                    .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).body) });
+                let body = self.take_body();
                 contain(|| drop(body));
             }
             DONE => {
-                let result = self
-                    .slot
-                    .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).result) });
+                let result = self.take_result();
                 contain(|| drop(result));
             }
             _ => {}
