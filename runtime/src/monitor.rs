@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cpu::{self, Activity};
+use crate::cpu::Activity;
 use crate::pool::Shared;
 use crate::sync::lock_std as lock;
 use crate::worker::WorkerSlot;
@@ -332,7 +332,8 @@ impl Prober {
                 if reads == PROBES_PER_TICK {
                     self.cursor = (self.cursor + i + 1) % n;
                 }
-                p.last = Some((now, cpu::activity(slot.tid.load(Relaxed))));
+                let activity = p.state.read(slot.tid.load(Relaxed));
+                p.last = Some((now, activity));
             }
             match p.last {
                 Some((_, Activity::Blocked)) => long.blocked += 1,

@@ -107,6 +107,8 @@ pub(crate) struct Probe {
     pub(crate) body: u64,
     /// When the thread was last looked at during that body, and what it was doing.
     pub(crate) last: Option<(u64, Activity)>,
+    /// The thread's state file, kept open for the next look.
+    pub(crate) state: cpu::ThreadState,
 }
 
 /// A worker counted in under the state lock, whose thread is not started yet.
