@@ -11,7 +11,8 @@
 //! A worker that runs out of work may spin for a few microseconds (at most `max_spinners`
 //! at a time, so spinning never takes every core), then puts itself on the idle list and
 //! parks. A submitter pushes its job and then, in order:
-//! 1. if a worker is spinning, does nothing: the spinner will see the job;
+//! 1. if a worker is spinning, or was unparked and has not looked at the queue yet
+//!    (`waking`), does nothing: that worker will see the job;
 //! 2. else if a worker is parked, takes the most recently parked one off the idle list and
 //!    unparks it (a hand-off to one thread that is really asleep, so no wake-up is lost to
 //!    a thread that was already waking, and rarely used threads are the ones that time out);
@@ -22,6 +23,10 @@
 //!
 //! Each step reads counters that the worker writes before its last look at the queue
 //! (`SeqCst` on both sides), so a job is never left with every worker asleep.
+//!
+//! A burst thus costs its submitters one unpark, not one per job: the woken worker, on
+//! taking a job while more wait, wakes the next (`worker.rs`), so the fan-out runs on the
+//! pool's threads and not on the executor's.
 //!
 //! # Shrinking and shutdown
 //!
@@ -118,6 +123,11 @@ pub(crate) struct Shared {
     pub(crate) queue: Queue,
     /// Workers spinning for work now.
     pub(crate) spinning: Padded<AtomicUsize>,
+    /// Workers taken off the idle list and unparked that have not looked at the queue yet.
+    /// Like spinners they will see what is queued, so submitters do not wake another for
+    /// each job pushed while a wake-up is on its way (an unpark costs the submitter, an
+    /// executor thread, a system call, and the woken thread competes with it for a core).
+    pub(crate) waking: Padded<AtomicUsize>,
     /// Workers parked now (mirror of `State::idle.len()`, readable without the lock).
     pub(crate) sleeping: AtomicUsize,
     /// Worker threads alive (mirror of `State::threads`).
@@ -240,6 +250,7 @@ impl Pool {
             epoch: Instant::now(),
             queue: Queue::new(cpus),
             spinning: Padded::default(),
+            waking: Padded::default(),
             sleeping: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
@@ -489,6 +500,12 @@ impl Shared {
         self.counters.cancelled.fetch_add(1, Relaxed);
     }
 
+    /// Workers that will look at the queue without a wake-up: spinning, or unparked and on
+    /// their way.
+    pub(crate) fn searching(&self) -> usize {
+        self.spinning.load(SeqCst) + self.waking.load(SeqCst)
+    }
+
     /// A worker is spinning and nothing is queued: a job pushed now starts at once.
     pub(crate) fn has_idle_spinner(&self) -> bool {
         self.spinning.load(Relaxed) > 0 && self.queue.looks_empty()
@@ -498,7 +515,7 @@ impl Shared {
     /// call made on a worker runs inline only when this is false.
     pub(crate) fn can_take_another(&self) -> bool {
         self.sleeping.load(SeqCst) > 0
-            || self.spinning.load(SeqCst) > 0
+            || self.searching() > 0
             || self.threads.load(SeqCst) < self.config.max_threads
     }
 
@@ -535,7 +552,7 @@ impl Shared {
 
     /// After a push: make sure some worker will look at the queue (steps 1-4 above).
     fn notify(self: &Arc<Self>) {
-        if self.spinning.load(SeqCst) > 0 {
+        if self.searching() > 0 {
             return;
         }
         let threads = self.threads.load(SeqCst);
@@ -556,8 +573,9 @@ impl Shared {
         }
         if let Some(parker) = st.idle.pop() {
             self.sleeping.store(st.idle.len(), SeqCst);
+            parker.claim(&self.waking);
             drop(st);
-            parker.wake();
+            parker.unpark();
         } else if st.threads < self.config.core {
             let reserved = self.reserve_worker(&mut st);
             drop(st);
@@ -587,9 +605,12 @@ impl Shared {
         self.closed.store(true, SeqCst);
         let idle = std::mem::take(&mut st.idle);
         self.sleeping.store(0, SeqCst);
+        for parker in &idle {
+            parker.claim(&self.waking);
+        }
         drop(st);
         for parker in idle {
-            parker.wake();
+            parker.unpark();
         }
         self.monitor_wake.notify_all();
     }

@@ -16,7 +16,7 @@
 //! and the OS thread id through which the monitor asks whether the thread is blocked.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -66,15 +66,25 @@ pub fn is_cancelled() -> bool {
         || STOPPING.with_borrow(|s| s.as_ref().is_some_and(|s| s.load(Relaxed)))
 }
 
-/// How a parked worker is woken: the waker sets `woken`, then unparks `thread`.
+/// How a parked worker is woken: under the state lock, the waker takes it off the idle list,
+/// counts it in `waking` and sets `woken` ([`Parker::claim`]); then, without the lock, it
+/// unparks the thread. A worker whose keep-alive ran out looks at `woken` under the same
+/// lock, so it either was claimed (and counts itself out of `waking`) or is still on the
+/// list; a wake-up is never half given.
 pub(crate) struct Parker {
     thread: std::thread::Thread,
     woken: AtomicBool,
 }
 
 impl Parker {
-    pub(crate) fn wake(&self) {
+    /// Marks this parker, just taken off the idle list, as woken. Under the state lock.
+    pub(crate) fn claim(&self, waking: &AtomicUsize) {
+        waking.fetch_add(1, SeqCst);
         self.woken.store(true, SeqCst);
+    }
+
+    /// Wakes the thread of a claimed parker.
+    pub(crate) fn unpark(&self) {
         self.thread.unpark();
     }
 }
@@ -238,7 +248,7 @@ impl Shared {
                 }
                 if fans_out(
                     self.queue.len(),
-                    self.spinning.load(SeqCst),
+                    self.searching(),
                     self.sleeping.load(SeqCst),
                     self.monitor_awake.load(SeqCst),
                     self.threads.load(SeqCst) < self.config.max_threads,
@@ -339,6 +349,7 @@ impl Shared {
         let deadline = parked_at.checked_add(self.config.keep_alive);
         loop {
             if parker.woken.load(SeqCst) {
+                self.waking.fetch_sub(1, SeqCst);
                 return Parked::Woken;
             }
             match deadline {
@@ -354,7 +365,9 @@ impl Shared {
         }
         let mut st = lock(&self.state);
         if parker.woken.load(SeqCst) {
-            return Parked::Woken; // a waker took us off the list just now
+            // A waker took us off the list just now.
+            self.waking.fetch_sub(1, SeqCst);
+            return Parked::Woken;
         }
         self.unidle(&mut st, parker);
         if self.queue.len() > 0 || (!self.is_closed() && st.threads <= self.config.min_threads) {
@@ -454,20 +467,21 @@ impl RunHooks for Accounting<'_> {
 /// Whether a worker that has just taken a job must wake another worker or have the
 /// monitor look ([`Shared::wake_or_grow`]).
 ///
-/// Submitters skip waking anyone while a worker spins, so a burst can find one worker
-/// awake; each worker that takes a job and sees more `waiting` than `spinning` workers can
-/// take wakes one more, or, with none `sleeping`, has the (parked) monitor look while the
-/// pool has `room` for a thread. Without the second part, a call queued while the only
+/// Submitters skip waking anyone while a worker spins or is being woken, so a burst can
+/// find one worker awake; each worker that takes a job and sees more `waiting` than
+/// `searching` workers (spinning, or unparked and on their way) can take wakes one more,
+/// or, with none `sleeping`, has the (parked) monitor look while the pool has `room` for
+/// a thread. Without the second part, a call queued while the only
 /// spinning worker was leaving its spin for a body that never ends waited for ever: its
 /// submitter had seen the spinner and woken nobody.
 fn fans_out(
     waiting: usize,
-    spinning: usize,
+    searching: usize,
     sleeping: usize,
     monitor_awake: bool,
     room: bool,
 ) -> bool {
-    waiting > spinning && (sleeping > 0 || (!monitor_awake && room))
+    waiting > searching && (sleeping > 0 || (!monitor_awake && room))
 }
 
 /// An `io::Error` to put in each failed call's error (`io::Error` is not `Clone`).
@@ -487,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_takes_a_job_while_more_wait_makes_sure_someone_looks_at_them() {
-        // (waiting, spinning, sleeping, monitor awake, room for a thread)
+        // (waiting, searching, sleeping, monitor awake, room for a thread)
         assert!(fans_out(1, 0, 1, false, true), "wakes a sleeper");
         assert!(fans_out(1, 0, 1, true, false), "wakes a sleeper at the cap");
         assert!(

@@ -103,6 +103,38 @@ fn bodies_that_wait_for_each_other_all_run() {
 }
 
 #[test]
+fn a_burst_reaches_every_parked_worker_round_after_round() {
+    // A pool that cannot grow beyond its parked workers: a burst is served only if the
+    // wake-ups fan out from one worker to the next, and a wake-up counted but never
+    // consumed would leave the next burst waiting on a worker that is not coming.
+    let n = 24;
+    let pool = Pool::builder().min_threads(n).max_threads(n).build();
+    for round in 0..6 {
+        let meeting = Arc::new(Meeting {
+            arrived: Mutex::new(0),
+            all_here: Condvar::new(),
+            n,
+        });
+        let deadline = Instant::now() + GENEROUS * 2;
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let meeting = Arc::clone(&meeting);
+                pool.spawn(move || meeting.arrive(deadline))
+            })
+            .collect();
+        let met = block_on(futures::future::join_all(calls));
+        assert!(
+            met.iter().all(|&m| m),
+            "round {round}: {n} bodies on {n} threads were not all running together: {:?}",
+            pool.metrics()
+        );
+        eventually("every worker parks again", || {
+            pool.metrics().idle_threads == n
+        });
+    }
+}
+
+#[test]
 fn a_body_waiting_for_a_later_call_gets_it() {
     // Two bodies (as many as this machine may have cores, so every eager thread is taken)
     // wait for values that later calls send: a deadlock if the later calls stay queued.
