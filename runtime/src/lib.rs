@@ -29,7 +29,8 @@
 //! on its first poll. Workers (`worker.rs`) take jobs from a sharded queue (`queue.rs`) in
 //! the order they came, spin briefly when they run out of work while spinning pays
 //! (back-to-back calls then need no wake-up), and park after that, each woken on its own
-//! (`pool.rs`). The pool starts threads on demand up to the CPU count; past
+//! (`pool.rs`): a submitter wakes one, and a woken worker that takes a job while more wait
+//! wakes the next, so a burst costs the executor's thread one wake-up. The pool starts threads on demand up to the CPU count; past
 //! that a monitor (`monitor.rs`) adds threads when queued work stops moving, or waits
 //! behind *blocked* workers. So short jobs never make it start hundreds of threads, busy
 //! loops get few, a thousand sleeping calls quickly get dozens, and a call queued behind
