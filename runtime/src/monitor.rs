@@ -242,10 +242,12 @@ pub(crate) fn run(shared: &Arc<Shared>) {
         // submitters meanwhile) and only when the pool could grow.
         let could_grow = queued > 0 && st.idle.is_empty() && st.threads < shared.config.max_threads;
         let long = if could_grow {
-            probe.slots.clear();
             probe.slots.extend(st.slots.iter().cloned());
             drop(st);
             let long = probe.look(shared.now());
+            // Hold no worker's slot between ticks: a slot's `stat` file closes with it
+            // when its worker exits.
+            probe.slots.clear();
             st = lock(&shared.state);
             long
         } else {
@@ -297,7 +299,8 @@ pub(crate) fn run(shared: &Arc<Shared>) {
 /// Reads the state of threads in long bodies, a few per tick.
 #[derive(Default)]
 struct Prober {
-    /// The workers to look at this tick (a buffer reused from tick to tick).
+    /// The workers to look at this tick (a buffer reused from tick to tick, emptied after
+    /// each look).
     slots: Vec<Arc<WorkerSlot>>,
     /// Where the last tick's reads stopped, so every thread gets its turn.
     cursor: usize,
