@@ -135,6 +135,34 @@ fn a_burst_reaches_every_parked_worker_round_after_round() {
 }
 
 #[test]
+fn wake_ups_racing_the_keep_alive_are_never_lost() {
+    // Workers whose keep-alive runs out about when the next call comes: a submitter takes
+    // a parked worker off the idle list just as that worker times out. A wake-up half
+    // given there (counted as on its way, but to a worker that left) would make every
+    // later submitter wait for a worker that is not coming.
+    let pool = Pool::builder()
+        .max_threads(4)
+        .keep_alive(Duration::from_micros(200))
+        .build();
+    let (tx, rx) = mpsc::channel();
+    let caller = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            for i in 0..4000u64 {
+                // Gaps around the keep-alive: 0 to 400 µs.
+                std::thread::sleep(Duration::from_micros(i * 7919 % 400));
+                tx.send(block_on(pool.spawn(move || i))).unwrap();
+            }
+        })
+    };
+    for i in 0..4000u64 {
+        let got = rx.recv_timeout(GENEROUS * 4);
+        assert_eq!(got, Ok(i), "call {i} never ran: {:?}", pool.metrics());
+    }
+    caller.join().unwrap();
+}
+
+#[test]
 fn a_body_waiting_for_a_later_call_gets_it() {
     // Two bodies (as many as this machine may have cores, so every eager thread is taken)
     // wait for values that later calls send: a deadlock if the later calls stay queued.
