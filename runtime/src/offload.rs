@@ -8,8 +8,8 @@
 //! When a spinning worker will take the job at once and this thread awaits no other call,
 //! the first poll spins a few microseconds for the result (while that has lately paid on
 //! this thread): a trivial call then costs no park and unpark of the executor's thread.
-//! With other calls out, the thread has their tasks to run instead. Later polls read the result.
-//! Dropping the future abandons the job.
+//! With other calls out, the thread has their tasks to run instead. Later polls read the
+//! result. Dropping the future abandons the job.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -313,7 +313,6 @@ impl<T> Call<T> {
         Poll::Pending
     }
 
-    /// Gives up on the job (dropped or timed out), with the pool's bookkeeping.
     /// No longer awaited: counts this call out (on the thread that counted it in).
     fn settle_outstanding(&mut self) {
         if let Some(count) = self.outstanding.take() {
@@ -321,6 +320,7 @@ impl<T> Call<T> {
         }
     }
 
+    /// Gives up on the job (dropped or timed out), with the pool's bookkeeping.
     fn abandon(&mut self) {
         self.settle_outstanding();
         let state = std::mem::replace(&mut self.state, State::Done);
