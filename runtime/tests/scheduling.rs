@@ -77,23 +77,29 @@ impl Meeting {
     }
 }
 
+/// Calls `n` bodies on `pool` that each wait for all `n`; true for each that saw them all
+/// running together before a generous deadline.
+fn meet_on(pool: &Pool, n: usize) -> Vec<bool> {
+    let meeting = Arc::new(Meeting {
+        arrived: Mutex::new(0),
+        all_here: Condvar::new(),
+        n,
+    });
+    let deadline = Instant::now() + GENEROUS * 2;
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let meeting = Arc::clone(&meeting);
+            pool.spawn(move || meeting.arrive(deadline))
+        })
+        .collect();
+    block_on(futures::future::join_all(calls))
+}
+
 #[test]
 fn bodies_that_wait_for_each_other_all_run() {
     for n in [3, 16, 64] {
         let pool = Pool::builder().max_threads(128).build();
-        let meeting = Arc::new(Meeting {
-            arrived: Mutex::new(0),
-            all_here: Condvar::new(),
-            n,
-        });
-        let deadline = Instant::now() + GENEROUS * 2;
-        let calls: Vec<_> = (0..n)
-            .map(|_| {
-                let meeting = Arc::clone(&meeting);
-                pool.spawn(move || meeting.arrive(deadline))
-            })
-            .collect();
-        let met = block_on(futures::future::join_all(calls));
+        let met = meet_on(&pool, n);
         assert!(
             met.iter().all(|&m| m),
             "{n} bodies waiting for each other were not all running together: {:?}",
@@ -110,19 +116,7 @@ fn a_burst_reaches_every_parked_worker_round_after_round() {
     let n = 24;
     let pool = Pool::builder().min_threads(n).max_threads(n).build();
     for round in 0..6 {
-        let meeting = Arc::new(Meeting {
-            arrived: Mutex::new(0),
-            all_here: Condvar::new(),
-            n,
-        });
-        let deadline = Instant::now() + GENEROUS * 2;
-        let calls: Vec<_> = (0..n)
-            .map(|_| {
-                let meeting = Arc::clone(&meeting);
-                pool.spawn(move || meeting.arrive(deadline))
-            })
-            .collect();
-        let met = block_on(futures::future::join_all(calls));
+        let met = meet_on(&pool, n);
         assert!(
             met.iter().all(|&m| m),
             "round {round}: {n} bodies on {n} threads were not all running together: {:?}",
