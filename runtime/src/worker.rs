@@ -87,6 +87,16 @@ impl Parker {
     pub(crate) fn unpark(&self) {
         self.thread.unpark();
     }
+
+    /// On the parked worker: true if a waker claimed it, which it then counts out of
+    /// `waking` (it is about to look at the queue).
+    fn was_claimed(&self, waking: &AtomicUsize) -> bool {
+        let claimed = self.woken.load(SeqCst);
+        if claimed {
+            waking.fetch_sub(1, SeqCst);
+        }
+        claimed
+    }
 }
 
 /// A per-worker record, read by the monitor.
@@ -348,8 +358,7 @@ impl Shared {
         // `None`: a keep-alive too long to represent is for ever.
         let deadline = parked_at.checked_add(self.config.keep_alive);
         loop {
-            if parker.woken.load(SeqCst) {
-                self.waking.fetch_sub(1, SeqCst);
+            if parker.was_claimed(&self.waking) {
                 return Parked::Woken;
             }
             match deadline {
@@ -364,10 +373,8 @@ impl Shared {
             }
         }
         let mut st = lock(&self.state);
-        if parker.woken.load(SeqCst) {
-            // A waker took us off the list just now.
-            self.waking.fetch_sub(1, SeqCst);
-            return Parked::Woken;
+        if parker.was_claimed(&self.waking) {
+            return Parked::Woken; // a waker took us off the list just now
         }
         self.unidle(&mut st, parker);
         if self.queue.len() > 0 || (!self.is_closed() && st.threads <= self.config.min_threads) {
