@@ -245,9 +245,9 @@ pub use offthread_macros::offload;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use offthread_runtime::publish_metrics;
 pub use offthread_runtime::{
-    configure_default, default_pool, function_metrics, is_cancelled, spawn, Builder, Checked,
-    Error, FunctionMetrics, Metrics, Offload, Pool, ShutdownReport, DEFAULT_KEEP_ALIVE,
-    DEFAULT_MAX_THREADS, MAX_THREADS_ENV, MAX_THREADS_RANGE,
+    configure_default, default_pool, function_metrics, is_cancelled, on_cancel, spawn, Builder,
+    Checked, Error, FunctionMetrics, Metrics, Offload, Pool, ShutdownReport, DEFAULT_KEEP_ALIVE,
+    DEFAULT_LOCAL_KEEP_ALIVE, DEFAULT_MAX_THREADS, MAX_THREADS_ENV, MAX_THREADS_RANGE,
 };
 
 // The README's examples are compiled and run as doctests, so it cannot drift from the code.

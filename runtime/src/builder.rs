@@ -1,13 +1,13 @@
 //! [`Builder`]: a pool's settings, checked once by `try_build`.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::local::Init;
+use crate::local::{Check, Local};
 use crate::pool::Pool;
 
 /// A hook run on each worker thread as it starts or stops.
@@ -21,6 +21,13 @@ pub const DEFAULT_MAX_THREADS: usize = 512;
 /// How long an idle thread above `min_threads` lives, by default: between tokio's 10 s and
 /// smol's 500 ms, long enough that a service's bursts reuse threads instead of starting them.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// How long an idle thread above `min_threads` lives, by default, on a pool with per-worker
+/// values ([`Builder::worker_local`]): 10 minutes, r2d2's idle timeout for a connection. A
+/// thread's values go with it, and remaking a database connection (a new server process,
+/// an empty prepared-statement cache) costs milliseconds, so bursts a few seconds apart
+/// should find their connections open.
+pub const DEFAULT_LOCAL_KEEP_ALIVE: Duration = Duration::from_secs(600);
 
 /// Settings for a [`Pool`]; every method takes and returns the builder by value.
 ///
@@ -47,13 +54,16 @@ pub struct Builder {
     pub(crate) name: String,
     pub(crate) min_threads: usize,
     pub(crate) max_threads: usize,
-    pub(crate) keep_alive: Duration,
+    /// `None`: the default, which depends on whether values are registered.
+    pub(crate) keep_alive: Option<Duration>,
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) idle_priority: bool,
     pub(crate) on_thread_start: Option<Hook>,
     pub(crate) on_thread_stop: Option<Hook>,
-    pub(crate) locals: HashMap<TypeId, Init>,
+    pub(crate) locals: HashMap<TypeId, Local>,
+    /// `check_local`s, by type, with the type's name for the error if none is registered.
+    pub(crate) checks: HashMap<TypeId, (&'static str, Check)>,
 }
 
 impl Default for Builder {
@@ -62,13 +72,14 @@ impl Default for Builder {
             name: "offthread".to_owned(),
             min_threads: 0,
             max_threads: DEFAULT_MAX_THREADS,
-            keep_alive: DEFAULT_KEEP_ALIVE,
+            keep_alive: None,
             queue_capacity: None,
             stack_size: None,
             idle_priority: false,
             on_thread_start: None,
             on_thread_stop: None,
             locals: HashMap::new(),
+            checks: HashMap::new(),
         }
     }
 }
@@ -127,7 +138,10 @@ impl Builder {
         self
     }
 
-    /// An idle thread above `min_threads` exits after `d` (default [`DEFAULT_KEEP_ALIVE`]).
+    /// An idle thread above `min_threads` exits after `d`. The default is
+    /// [`DEFAULT_KEEP_ALIVE`] (5 s), or [`DEFAULT_LOCAL_KEEP_ALIVE`] (10 minutes) on a pool
+    /// with a [`worker_local`](Builder::worker_local) value, such as a connection, that its
+    /// threads would take with them.
     ///
     /// # Examples
     ///
@@ -136,7 +150,7 @@ impl Builder {
     /// # drop(pool);
     /// ```
     pub fn keep_alive(mut self, d: Duration) -> Self {
-        self.keep_alive = d;
+        self.keep_alive = Some(d);
         self
     }
 
@@ -241,11 +255,16 @@ impl Builder {
     /// runs there (a `#[local] conn: &mut T` parameter of `#[offload]`), and reuses it for
     /// every later body on that thread: no checkout per call, and `T` need not be `Send`.
     /// If `init` panics, that call fails with the panic and the next call on that worker
-    /// tries again. A body that panics drops the value it held (it may be mid-transaction):
-    /// the next call on that worker makes a fresh one. The value is dropped when its worker exits (idle past `keep_alive`, or
-    /// the pool shut down). Several types may be registered; registering a type again
-    /// replaces its `init`. A body nested inline in another on the same worker that needs
-    /// the same type while the outer one holds it gets a second value of its own.
+    /// tries again; for an `init` that can fail (connecting to a server), use
+    /// [`try_worker_local`](Builder::try_worker_local). A body that panics drops the value it
+    /// held (it may be mid-transaction), and [`check_local`](Builder::check_local) can turn
+    /// down a broken one: the next call on that worker makes a fresh one. The value is dropped
+    /// when its worker exits (idle past `keep_alive`, 10 minutes by default on a pool with
+    /// worker-local values, or the pool shut down). Several types may be registered;
+    /// registering a type again replaces its `init`. A body nested inline in another on the
+    /// same worker that needs the same type while the outer one holds it gets a second value
+    /// of its own. [`Metrics`](crate::Metrics) counts the values made, the inits that failed
+    /// and the values dropped early.
     ///
     /// # Examples
     ///
@@ -264,13 +283,110 @@ impl Builder {
         T: 'static,
         F: Fn() -> T + Send + Sync + 'static,
     {
-        let init: Init = Arc::new(move || Box::new(init()) as Box<dyn Any>);
-        self.locals.insert(TypeId::of::<T>(), init);
+        self.locals
+            .insert(TypeId::of::<T>(), Local::infallible::<T>(init));
+        self
+    }
+
+    /// Registers a per-worker resource of type `T` whose `init` can fail, such as a
+    /// connection to a database server that may be down.
+    ///
+    /// As [`worker_local`](Builder::worker_local), except that an `init` returning `Err(e)`
+    /// fails that call (no panic, no panic hook) with an [`Error`] for which
+    /// [`is_local_init`](Error::is_local_init) is true and whose
+    /// [`source`](std::error::Error::source) is `e`; nothing is stored, and a later call
+    /// tries again. Not at once, nor on every worker: after a failure the pool makes its
+    /// next attempt after 25 ms, doubling after each further failure up to 500 ms, one
+    /// attempt at a time whichever worker makes it; meanwhile the calls that need a value
+    /// fail at once with the last error (its message says when the next attempt is due).
+    /// A server that is down thus sees at most a couple of connection attempts per second
+    /// from the pool, and is used again within half a second of coming back; the first
+    /// attempt that succeeds lets every worker make its own value at once.
+    ///
+    /// Connections should be made from run-time settings: build the pool where they are
+    /// known (in `main`, from the environment) and pass it to `#[offload(pool = ..)]` as any
+    /// expression of type `&Pool`, or keep it in a `static OnceLock<Pool>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use offthread::Pool;
+    ///
+    /// struct Conn { url: String }
+    ///
+    /// fn connect(url: &str) -> std::io::Result<Conn> {
+    ///     if url.is_empty() {
+    ///         return Err(std::io::Error::other("no database configured"));
+    ///     }
+    ///     Ok(Conn { url: url.to_owned() })
+    /// }
+    ///
+    /// let url = std::env::var("APP_DATABASE").unwrap_or_else(|_| "db.example:5432".to_owned());
+    /// let pool = Pool::builder().try_worker_local(move || connect(&url)).build();
+    /// let got = futures::executor::block_on(pool.spawn_local(|c: &mut Conn| c.url.clone()).checked());
+    /// assert!(got.is_ok());
+    ///
+    /// let down = Pool::builder().try_worker_local(|| connect("")).build();
+    /// let err = futures::executor::block_on(down.spawn_local(|c: &mut Conn| c.url.clone()).checked());
+    /// assert!(err.unwrap_err().is_local_init());
+    /// ```
+    pub fn try_worker_local<T, E, F>(mut self, init: F) -> Self
+    where
+        T: 'static,
+        E: std::error::Error + Send + Sync + 'static,
+        F: Fn() -> Result<T, E> + Send + Sync + 'static,
+    {
+        self.locals
+            .insert(TypeId::of::<T>(), Local::fallible::<T, E>(init));
+        self
+    }
+
+    /// After each call that used a worker's `T`, `healthy` says whether the worker keeps it.
+    ///
+    /// A value that fails the check is dropped there, and the next call on that worker that
+    /// needs one makes a new one, so a connection broken by a server restart or a dropped
+    /// network fails the call that found it broken and no other. `healthy` runs on the
+    /// worker right after the body returns, before the call's result is handed over; keep
+    /// it cheap (a flag the body set, Diesel's `R2D2Connection::is_broken`) rather than a
+    /// round trip per call. A check that panics counts as unhealthy. `T` must be registered
+    /// with [`worker_local`](Builder::worker_local) or
+    /// [`try_worker_local`](Builder::try_worker_local) too, or
+    /// [`try_build`](Builder::try_build) fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use offthread::Pool;
+    ///
+    /// struct Conn { id: u32, broken: bool }
+    ///
+    /// let next = std::sync::atomic::AtomicU32::new(0);
+    /// let pool = Pool::builder()
+    ///     .max_threads(1)
+    ///     .worker_local(move || Conn { id: next.fetch_add(1, std::sync::atomic::Ordering::Relaxed), broken: false })
+    ///     .check_local(|c: &mut Conn| !c.broken)
+    ///     .build();
+    /// let id = |c: &mut Conn| c.id;
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(pool.spawn_local(id).await, 0);
+    ///     pool.spawn_local(|c: &mut Conn| c.broken = true).await; // the server went away
+    ///     assert_eq!(pool.spawn_local(id).await, 1);              // a new connection
+    /// });
+    /// ```
+    pub fn check_local<T, F>(mut self, healthy: F) -> Self
+    where
+        T: 'static,
+        F: Fn(&mut T) -> bool + Send + Sync + 'static,
+    {
+        let check: Check = Box::new(move |value| value.downcast_mut::<T>().is_some_and(&healthy));
+        self.checks
+            .insert(TypeId::of::<T>(), (std::any::type_name::<T>(), check));
         self
     }
 
     /// The pool, or an error naming the bad setting: `max_threads(0)`,
-    /// `min_threads > max_threads`, `queue_capacity(0)`.
+    /// `min_threads > max_threads`, `queue_capacity(0)`, a `check_local` for a type with no
+    /// `worker_local`.
     ///
     /// # Examples
     ///
@@ -297,7 +413,25 @@ impl Builder {
                 self.name
             )));
         }
+        for (key, (type_name, _)) in &self.checks {
+            if !self.locals.contains_key(key) {
+                return Err(Error::config(format!(
+                    "pool `{}`: check_local for `{type_name}`, which has no worker_local: \
+                     register it with `worker_local` or `try_worker_local`",
+                    self.name
+                )));
+            }
+        }
         Ok(Pool::from_builder(self))
+    }
+
+    /// The keep-alive the pool's threads get (see [`keep_alive`](Builder::keep_alive)).
+    pub(crate) fn resolved_keep_alive(&self) -> Duration {
+        self.keep_alive.unwrap_or(if self.locals.is_empty() {
+            DEFAULT_KEEP_ALIVE
+        } else {
+            DEFAULT_LOCAL_KEEP_ALIVE
+        })
     }
 
     /// The pool.
@@ -333,5 +467,23 @@ impl fmt::Debug for Builder {
             .field("idle_priority", &self.idle_priority)
             .field("worker_locals", &self.locals.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_holding_worker_locals_are_kept_longer_unless_told_otherwise() {
+        assert_eq!(Builder::new().resolved_keep_alive(), DEFAULT_KEEP_ALIVE);
+        let with_local = Builder::new().worker_local(|| 0_u8);
+        assert_eq!(with_local.resolved_keep_alive(), DEFAULT_LOCAL_KEEP_ALIVE);
+        let fallible = Builder::new().try_worker_local(|| Ok::<u8, std::io::Error>(0));
+        assert_eq!(fallible.resolved_keep_alive(), DEFAULT_LOCAL_KEEP_ALIVE);
+        let set = Builder::new()
+            .worker_local(|| 0_u8)
+            .keep_alive(Duration::from_secs(1));
+        assert_eq!(set.resolved_keep_alive(), Duration::from_secs(1));
     }
 }

@@ -45,25 +45,34 @@ enum Kind {
     },
     /// The pool has no per-worker resource of the type a `#[local]` parameter needs.
     MissingLocal(MissingLocal),
+    /// A `try_worker_local` init failed, now or lately (the call was not retried yet).
+    LocalInit {
+        type_name: &'static str,
+        pool: Arc<str>,
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+        /// The init was not run for this call: an earlier failure is retried after this.
+        retry_in: Option<Duration>,
+    },
     /// Bad pool settings, or the default pool configured too late.
     Config { message: String },
 }
 
-/// The payload a call unwinds with when its pool lacks a `#[local]` resource.
+/// What a pool that lacks a `#[local]` resource says.
 pub(crate) struct MissingLocal {
     pub(crate) type_name: &'static str,
     pub(crate) pool: Arc<str>,
 }
 
+/// The payload a call unwinds with (without the panic hook, through
+/// [`std::panic::resume_unwind`]) when it fails before its body could run, such as a missing
+/// or failed `#[local]` resource: the job turns it back into this error, not a panic.
+pub(crate) struct Failure(pub(crate) Error);
+
 impl Error {
-    /// The error of a body that unwound with `payload`: a panic, or a missing local.
+    /// The error of a body that unwound with `payload`: a panic, or a [`Failure`].
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Error {
-        let payload = match payload.downcast::<MissingLocal>() {
-            Ok(missing) => {
-                return Error {
-                    kind: Box::new(Kind::MissingLocal(*missing)),
-                }
-            }
+        let payload = match payload.downcast::<Failure>() {
+            Ok(failure) => return failure.0,
             Err(payload) => payload,
         };
         let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -75,6 +84,28 @@ impl Error {
             kind: Box::new(Kind::Panic {
                 payload: Mutex::new(payload),
                 message,
+            }),
+        }
+    }
+
+    pub(crate) fn missing_local(missing: MissingLocal) -> Error {
+        Error {
+            kind: Box::new(Kind::MissingLocal(missing)),
+        }
+    }
+
+    pub(crate) fn local_init(
+        type_name: &'static str,
+        pool: Arc<str>,
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+        retry_in: Option<Duration>,
+    ) -> Error {
+        Error {
+            kind: Box::new(Kind::LocalInit {
+                type_name,
+                pool,
+                source,
+                retry_in,
             }),
         }
     }
@@ -172,6 +203,31 @@ impl Error {
         matches!(*self.kind, Kind::NoThreads { .. })
     }
 
+    /// True if the call failed because the worker could not make the `#[local]` resource it
+    /// needs: the `init` given to [`Builder::try_worker_local`] returned an error, on this
+    /// call or on a recent one whose retry is not due yet. [`source`] is that error.
+    ///
+    /// [`Builder::try_worker_local`]: crate::Builder::try_worker_local
+    /// [`source`]: std::error::Error::source
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use offthread::Pool;
+    ///
+    /// struct Conn;
+    /// let pool = Pool::builder()
+    ///     .try_worker_local(|| Err::<Conn, _>(std::io::Error::other("connection refused")))
+    ///     .build();
+    /// let err = futures::executor::block_on(pool.spawn_local(|_: &mut Conn| ()).checked()).unwrap_err();
+    /// assert!(err.is_local_init() && !err.is_panic());
+    /// assert_eq!(err.source().unwrap().to_string(), "connection refused");
+    /// ```
+    pub fn is_local_init(&self) -> bool {
+        matches!(*self.kind, Kind::LocalInit { .. })
+    }
+
     /// The panic payload, to resume with [`std::panic::resume_unwind`].
     ///
     /// # Panics
@@ -218,6 +274,26 @@ impl fmt::Display for Error {
                 "pool `{pool}` has no worker-local `{type_name}` for a `#[local]` parameter: \
                  register one with `Builder::worker_local`"
             ),
+            Kind::LocalInit {
+                type_name,
+                pool,
+                source,
+                retry_in: None,
+            } => write!(
+                f,
+                "pool `{pool}` could not make its worker-local `{type_name}`: {source}"
+            ),
+            Kind::LocalInit {
+                type_name,
+                pool,
+                source,
+                retry_in: Some(retry_in),
+            } => write!(
+                f,
+                "pool `{pool}` could not make its worker-local `{type_name}`: {source} \
+                 (the last attempt failed; the next one is due in {} ms)",
+                retry_in.as_millis()
+            ),
             Kind::Config { message } => f.write_str(message),
         }
     }
@@ -231,6 +307,7 @@ impl fmt::Debug for Error {
             Kind::Timeout { .. } => "Timeout",
             Kind::NoThreads { .. } => "NoThreads",
             Kind::MissingLocal(_) => "MissingLocal",
+            Kind::LocalInit { .. } => "LocalInit",
             Kind::Config { .. } => "Config",
         };
         f.debug_struct("Error")
@@ -240,7 +317,16 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {}
+/// The source of a [local init](Error::is_local_init) error is the init's own error.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.kind {
+            Kind::LocalInit { source, .. } => Some(&**source),
+            Kind::NoThreads { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}
 
 /// So that `#[offload(timeout = ..)]` works on functions returning `std::io::Result<T>`,
 /// like tokio's `JoinError`: a timeout becomes [`TimedOut`](std::io::ErrorKind::TimedOut),

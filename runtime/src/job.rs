@@ -360,10 +360,11 @@ where
         let body = self.take_body();
         hook.started();
         let result = catch_unwind(AssertUnwindSafe(body)).map_err(Error::panic);
-        let outcome = if result.is_ok() {
-            Outcome::Completed
-        } else {
-            Outcome::Panicked
+        // A call that failed before the body's own code ran (its `#[local]` value could not
+        // be had) unwinds too, but did not panic.
+        let outcome = match &result {
+            Err(e) if e.is_panic() => Outcome::Panicked,
+            _ => Outcome::Completed,
         };
         hook.finished(outcome);
         // The waiting task is woken before the permit goes to another caller, and neither
@@ -627,6 +628,13 @@ impl Deref for JobRef {
     }
 }
 
+impl JobRef {
+    /// The job's address: the same for every handle of one job while any exists.
+    pub(crate) fn id(&self) -> usize {
+        self.job.as_ptr().cast::<()>().addr()
+    }
+}
+
 impl Clone for JobRef {
     fn clone(&self) -> JobRef {
         self.retain();
@@ -672,6 +680,11 @@ impl<T> TaskRef<T> {
         self.retain();
         let job: NonNull<dyn Run> = self.job;
         JobRef { job }
+    }
+
+    /// The job's address, as [`JobRef::id`].
+    pub(crate) fn id(&self) -> usize {
+        self.job.as_ptr().cast::<()>().addr()
     }
 
     /// Records the `limit` whose permits the job will hold.

@@ -40,6 +40,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod cancel;
 mod cpu;
 mod error;
 #[cfg(feature = "metrics")]
@@ -60,7 +61,8 @@ mod worker;
 
 use std::sync::OnceLock;
 
-pub use builder::{Builder, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+pub use builder::{Builder, DEFAULT_KEEP_ALIVE, DEFAULT_LOCAL_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+pub use cancel::on_cancel;
 pub use error::Error;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

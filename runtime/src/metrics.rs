@@ -44,6 +44,16 @@ pub struct Metrics {
     pub queue_wait: Duration,
     /// Total time bodies spent running.
     pub run_time: Duration,
+    /// Per-worker values ([`Builder::worker_local`](crate::Builder::worker_local)) made: for
+    /// a database connection, the connects.
+    pub locals_made: u64,
+    /// Per-worker value inits that failed (returned an error, or panicked). Calls failed
+    /// without an attempt while a retry was not yet due are not counted here.
+    pub local_init_failures: u64,
+    /// Per-worker values dropped before their worker exited: turned down by
+    /// [`Builder::check_local`](crate::Builder::check_local), or held by a body that
+    /// panicked.
+    pub locals_discarded: u64,
 }
 
 /// One log line: `12 threads (3 idle), 4 queued, 9 running; 1200 submitted, 1180

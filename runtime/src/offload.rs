@@ -331,11 +331,12 @@ impl<T> Call<T> {
                 self.job.abandon(shared.queue_limit.as_deref());
                 shared.count_cancelled(false);
             }
-            State::Submitted => {
-                if self.job.abandon(shared.queue_limit.as_deref()) == Abandoned::BeforeStart {
-                    shared.count_cancelled(true);
-                }
-            }
+            State::Submitted => match self.job.abandon(shared.queue_limit.as_deref()) {
+                Abandoned::BeforeStart => shared.count_cancelled(true),
+                // Its `on_cancel` hooks, if the body registered any, run now.
+                Abandoned::WhileRunning => shared.cancels.cancelled(self.job.id()),
+                Abandoned::AfterEnd => {}
+            },
         }
     }
 

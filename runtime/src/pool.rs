@@ -44,6 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::builder::{Builder, Hook};
+use crate::cancel::Cancels;
 use crate::error::Error;
 use crate::job::{new_job, TaskRef};
 use crate::limit::Limit;
@@ -105,7 +106,7 @@ pub(crate) struct Config {
     pub(crate) on_thread_start: Option<Hook>,
     pub(crate) on_thread_stop: Option<Hook>,
     /// The `worker_local` initialisers, by type.
-    pub(crate) locals: crate::local::Registry,
+    pub(crate) locals: Arc<crate::local::Registry>,
     /// Threads started eagerly by submitters: the CPU count, at least `min_threads`.
     pub(crate) core: usize,
     /// At most this many workers spin at once.
@@ -141,6 +142,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: Arc<AtomicBool>,
     /// `shutdown` gave up on queued jobs: a worker that takes one fails it instead.
     pub(crate) stopped: AtomicBool,
+    /// The `on_cancel` hooks of the bodies running now.
+    pub(crate) cancels: Arc<Cancels>,
     /// The monitor is ticking (not parked), so submitters need not call it.
     pub(crate) monitor_awake: AtomicBool,
     /// Bounds the queue when `queue_capacity` was set.
@@ -231,19 +234,31 @@ impl Pool {
         Builder::new()
     }
 
-    pub(crate) fn from_builder(b: Builder) -> Pool {
+    pub(crate) fn from_builder(mut b: Builder) -> Pool {
         let cpus = cpus();
+        let keep_alive = b.resolved_keep_alive();
+        let mut locals = std::mem::take(&mut b.locals);
+        for (key, (_, check)) in std::mem::take(&mut b.checks) {
+            if let Some(local) = locals.get_mut(&key) {
+                local.set_check(check);
+            }
+        }
+        let locals = crate::local::Registry {
+            locals,
+            ..Default::default()
+        };
+        let name: Arc<str> = b.name.into();
         let shared = Shared {
-            name: b.name.into(),
+            name: Arc::clone(&name),
             config: Config {
                 min_threads: b.min_threads,
                 max_threads: b.max_threads,
-                keep_alive: b.keep_alive,
+                keep_alive,
                 stack_size: b.stack_size,
                 idle_priority: b.idle_priority,
                 on_thread_start: b.on_thread_start,
                 on_thread_stop: b.on_thread_stop,
-                locals: Arc::new(b.locals),
+                locals: Arc::new(locals),
                 core: cpus.max(b.min_threads).min(b.max_threads),
                 max_spinners: (cpus / 2).max(1),
             },
@@ -257,6 +272,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             stopping: Arc::new(AtomicBool::new(false)),
             stopped: AtomicBool::new(false),
+            cancels: Arc::new(Cancels::new(name)),
             monitor_awake: AtomicBool::new(false),
             queue_limit: b.queue_capacity.map(|n| Arc::new(Limit::new(n))),
             counters: Counters::default(),
@@ -389,6 +405,7 @@ impl Pool {
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let s = self.shared();
         s.stopping.store(true, SeqCst);
+        s.cancels.shutting_down();
         s.close();
         let end = Instant::now().checked_add(deadline);
         // A body of this pool calling shutdown is itself a worker that cannot exit yet.
@@ -476,6 +493,9 @@ impl Shared {
             cancelled: c.cancelled.load(Relaxed),
             queue_wait: Duration::from_nanos(c.queue_wait_ns.load(Relaxed)),
             run_time: Duration::from_nanos(c.run_ns.load(Relaxed)),
+            locals_made: self.config.locals.made.load(Relaxed),
+            local_init_failures: self.config.locals.failed.load(Relaxed),
+            locals_discarded: self.config.locals.discarded.load(Relaxed),
         }
     }
 

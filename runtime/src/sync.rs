@@ -1,5 +1,6 @@
-//! The synchronisation primitives of the job state machine, swapped for loom's under
-//! `--cfg loom` so that the loom models in `job.rs` explore every interleaving.
+//! The synchronisation primitives of the job state machine and the `on_cancel` hooks,
+//! swapped for loom's under `--cfg loom` so that the loom models in `job.rs` and
+//! `cancel.rs` explore every interleaving.
 
 #[cfg(loom)]
 pub(crate) use loom::{

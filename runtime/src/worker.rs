@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::builder::Hook;
+use crate::cancel::Cancels;
 use crate::cpu::{self, Activity};
 use crate::error::Error;
 use crate::job::{contain, JobRef, Outcome, RunHooks};
@@ -45,6 +46,24 @@ thread_local! {
     static CURRENT: RefCell<Vec<JobRef>> = const { RefCell::new(Vec::new()) };
     /// The shutdown flag of the pool this thread works for.
     static STOPPING: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+    /// The `on_cancel` hooks of the pool this thread works for.
+    static CANCELS: RefCell<Option<Arc<Cancels>>> = const { RefCell::new(None) };
+}
+
+/// The call whose body runs on this thread (the innermost, for a nested inline call).
+pub(crate) struct CurrentCall {
+    pub(crate) job: JobRef,
+    pub(crate) cancels: Arc<Cancels>,
+    pub(crate) stopping: Arc<AtomicBool>,
+}
+
+/// The call whose body runs on this thread, if this is a worker in a body.
+pub(crate) fn current_call() -> Option<CurrentCall> {
+    Some(CurrentCall {
+        job: CURRENT.with_borrow(|jobs| jobs.last().cloned())?,
+        cancels: CANCELS.with_borrow(Clone::clone)?,
+        stopping: STOPPING.with_borrow(Clone::clone)?,
+    })
 }
 
 /// True inside a body whose [`Offload`](crate::Offload) was dropped or timed out, or whose
@@ -221,6 +240,7 @@ impl Shared {
         slot.tid.store(cpu::current_tid(), Relaxed);
         WORKER_OF.set(self.id());
         STOPPING.set(Some(Arc::clone(&self.stopping)));
+        CANCELS.set(Some(Arc::clone(&self.cancels)));
         crate::site::record_running_in(Some(Arc::clone(&slot.running_in)));
         crate::local::enter_worker(Arc::clone(&self.name), Arc::clone(&self.config.locals));
         if self.config.idle_priority {
@@ -292,6 +312,7 @@ impl Shared {
         run_hook(self.config.on_thread_stop.as_ref());
         WORKER_OF.set(0);
         STOPPING.set(None);
+        CANCELS.set(None);
         crate::site::record_running_in(None);
     }
 
@@ -307,6 +328,8 @@ impl Shared {
             slot,
             queued_at,
             start: Cell::new(0),
+            job: job.id(),
+            hooks: crate::cancel::registered_here(),
         };
         CURRENT.with_borrow_mut(|jobs| jobs.push(job.clone()));
         let outcome = job.run(&acct);
@@ -426,6 +449,9 @@ struct Accounting<'a> {
     /// When the job was queued; `None` for an inline nested call, which never was.
     queued_at: Option<u64>,
     start: Cell<u64>,
+    /// The job's id, and the count of `on_cancel` hooks registered on this thread before it.
+    job: usize,
+    hooks: u64,
 }
 
 impl RunHooks for Accounting<'_> {
@@ -456,6 +482,11 @@ impl RunHooks for Accounting<'_> {
 
     fn finished(&self, outcome: Outcome) {
         let s = self.shared;
+        if crate::cancel::registered_here() != self.hooks {
+            // The body registered `on_cancel` hooks: they are dropped (or waited for, if
+            // one is running) before its result is handed over and the worker moves on.
+            s.cancels.returned(self.job);
+        }
         let now = s.now();
         if let Some(slot) = self.slot {
             slot.busy_since.store(0, Relaxed);
