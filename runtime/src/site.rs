@@ -5,7 +5,9 @@
 //! future's side), and its body counts its run time, its queue wait and how it ended (the
 //! worker's side, through a guard the macro puts at the top of the job). Every figure is a
 //! relaxed atomic add on the function's own counters: a few uncontended atomic operations
-//! per call, and nothing for calls made with `Pool::spawn`. While a body runs, its worker
+//! per call, and nothing for calls made with `Pool::spawn`; with the feature `metrics`, the
+//! guard also records the call's queue wait and run time in the function's histograms
+//! (`export.rs`), through the installed recorder. While a body runs, its worker
 //! records which function it is in, so [`Pool::shutdown`](crate::Pool::shutdown) can name
 //! the bodies still running.
 
@@ -31,6 +33,9 @@ pub struct Site {
     cancelled: AtomicU64,
     queue_wait_ns: AtomicU64,
     run_ns: AtomicU64,
+    /// Feature `metrics`: its latency histograms' keys.
+    #[cfg(feature = "metrics")]
+    histograms: crate::export::CallHistograms,
 }
 
 /// Every site that has been called, in order of first call.
@@ -49,6 +54,8 @@ impl Site {
             cancelled: AtomicU64::new(0),
             queue_wait_ns: AtomicU64::new(0),
             run_ns: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            histograms: crate::export::CallHistograms::new(),
         }
     }
 
@@ -130,12 +137,16 @@ pub struct RunGuard {
     start: Instant,
     /// What the worker's slot said before (a nested inline call restores its caller's).
     outer: u32,
+    /// Feature `metrics`: how long the job was queued, for its histogram.
+    #[cfg(feature = "metrics")]
+    queue_wait_ns: u64,
 }
 
 impl RunGuard {
     /// A body of `site` starts on this thread.
     pub fn enter(site: &'static Site) -> RunGuard {
-        site.queue_wait_ns.fetch_add(QUEUE_WAIT.replace(0), Relaxed);
+        let queue_wait_ns = QUEUE_WAIT.replace(0);
+        site.queue_wait_ns.fetch_add(queue_wait_ns, Relaxed);
         let outer = RUNNING_IN.with_borrow(|slot| {
             slot.as_ref()
                 .map_or(0, |slot| slot.swap(site.id(), Relaxed))
@@ -144,14 +155,23 @@ impl RunGuard {
             site,
             start: Instant::now(),
             outer,
+            #[cfg(feature = "metrics")]
+            queue_wait_ns,
         }
     }
 }
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
-        let ran = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = self.start.elapsed();
+        let ran = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.site.run_ns.fetch_add(ran, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.site.histograms.record(
+            self.site.name,
+            Duration::from_nanos(self.queue_wait_ns),
+            elapsed,
+        );
         if std::thread::panicking() {
             self.site.panicked.fetch_add(1, Relaxed);
         } else {
