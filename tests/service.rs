@@ -1,6 +1,9 @@
 //! The `service` example over real HTTP: the app on `127.0.0.1:0`, a real client, concurrent
 //! reads and writes with checked answers, a long report that does not hold up reads, bad
-//! input answered with a 4xx and a JSON error, and `/metrics` with per-function figures.
+//! input, unknown routes and wrong methods answered with a 4xx and a JSON error, absent
+//! parameters with their defaults, and `/metrics` with per-function figures and latency
+//! histograms. On Unix, the example's own binary, run as a child process, stops cleanly at
+//! SIGTERM.
 
 #[path = "../examples/service/app.rs"]
 mod app;
@@ -98,7 +101,7 @@ async fn start() -> (String, TempDir) {
     let path = dir.join("shop.sqlite");
     db::create_and_seed(&path, USERS, ORDERS, |_, _| {}).expect("seed");
     db::use_database(&path);
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let handle = app::prometheus()
         .install_recorder()
         .expect("one recorder per test binary");
     let state = app::AppState {
@@ -232,6 +235,76 @@ async fn the_service_answers_over_http() {
         assert!(body["error"].is_string(), "{body}");
     }
 
+    // Out of range, or not a number, is a 400 on every route (never clamped).
+    for query in [
+        "reports/top-customers?n=-5",
+        "reports/top-customers?n=0",
+        "reports/top-customers?n=1001",
+        "reports/top-customers?n=ten",
+        "users/7/orders?limit=101",
+        "users/7/orders?limit=-1",
+        "users/7/orders?offset=-1",
+        "users/7/orders?offset=10001",
+        "users/7/orders?offset=9223372036854775807",
+    ] {
+        let (status, body) =
+            json(client.get(format!("{base}/{query}")).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"].is_string(), "{query}: {body}");
+    }
+    // The bounds themselves are in range.
+    for query in [
+        "reports/top-customers?n=1",
+        "users/7/orders?limit=100&offset=0",
+        "users/7/orders?limit=1&offset=10000",
+    ] {
+        let (status, body) =
+            json(client.get(format!("{base}/{query}")).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{query}: {body}");
+    }
+
+    // Absent parameters take their defaults: 10 customers; 20 orders from the newest.
+    let (status, top) = json(
+        client
+            .get(format!("{base}/reports/top-customers"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{top}");
+    assert_eq!(top.as_array().unwrap().len(), 10, "{top}");
+    let (status, orders) = json(
+        client
+            .get(format!("{base}/users/7/orders"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{orders}");
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), 20, "user 7 has more than 20 orders by now");
+    assert_eq!(orders[0], first[0], "the default page starts at the newest");
+
+    // An unknown route is a 404, a known route's wrong method a 405, both with JSON errors.
+    for (request, expected) in [
+        (client.get(format!("{base}/nowhere")), 404),
+        (client.post(format!("{base}/users/7/nowhere")), 404),
+        (client.get(format!("{base}/")), 404),
+        (client.delete(format!("{base}/users/7")), 405),
+        (client.get(format!("{base}/orders")), 405),
+    ] {
+        let response = request.send().await.unwrap();
+        let allow = response.headers().get("allow").cloned();
+        let (status, body) = json(response).await;
+        assert_eq!(status, expected, "{body}");
+        assert!(body["error"].is_string(), "{body}");
+        if status == 405 {
+            assert!(allow.is_some(), "a 405 names the allowed methods");
+        }
+    }
+
     // /metrics: Prometheus text with the functions' own figures.
     let end = Instant::now() + Duration::from_secs(10);
     let text = client
@@ -256,6 +329,30 @@ async fn the_service_answers_over_http() {
         text.contains("offthread_pool_threads{pool=\"data\"}"),
         "{text}"
     );
+    // Each call's queue wait and run time, as Prometheus histograms (the app gives them
+    // buckets): one observation per call, so at least the 21 orders placed.
+    for name in [
+        "offthread_function_queue_wait_seconds",
+        "offthread_function_run_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} histogram")),
+            "{name}:\n{text}"
+        );
+        let count = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}_count{{")) && l.contains("::place_order\""))
+            .unwrap_or_else(|| panic!("no {name} of place_order in:\n{text}"));
+        let n: f64 = count.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 21.0, "{count}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{name}_bucket{{"))
+                    && l.contains("::place_order\"")
+                    && l.contains("le=\"+Inf\"")),
+            "{text}"
+        );
+    }
 
     // The request's span reached the offloaded call's events on a `data` worker.
     let events = EVENTS.lock().unwrap();
@@ -265,4 +362,161 @@ async fn the_service_answers_over_http() {
             .any(|(thread, inside)| thread.starts_with("data-") && inside.contains(&"request")),
         "no event of the data layer inside a request's span: {events:?}"
     );
+}
+
+/// The example's binary, built by Cargo for the profile and target directory this test was
+/// built for (`cargo test --workspace` has built it already, and then Cargo has nothing to
+/// do; `cargo test --test service` has not).
+#[cfg(unix)]
+fn example_binary() -> std::path::PathBuf {
+    // This test runs as `<target dir>/<profile dir>/deps/service-<hash>`.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let built = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "service",
+            "--profile",
+            profile,
+        ])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "cargo build --example service: {built}");
+    let binary = profile_dir.join("examples").join("service");
+    assert!(
+        binary.is_file(),
+        "no example binary at {}",
+        binary.display()
+    );
+    binary
+}
+
+/// One HTTP/1.1 request on a connection of its own; the whole response.
+#[cfg(unix)]
+fn http(addr: &str, request_line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{request_line} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The example's binary as services are run: started as a process, sent SIGTERM (as
+/// containers and systemd stop services) while a request is in flight, it answers that
+/// request, exits with 0 and removes its database.
+#[cfg(unix)]
+#[test]
+fn the_example_stops_cleanly_at_sigterm() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let binary = example_binary();
+    // Its own temporary directory (`TMPDIR`), so that what it leaves there is visible.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tmp = TempDir(std::env::temp_dir().join(format!("offthread-service-sigterm-{nanos}")));
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let mut child = Command::new(&binary)
+        .env("TMPDIR", &tmp.0)
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kills the child if the test fails before it has exited.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut child = Reap(child);
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (lines, serving) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines.send(line);
+        }
+    });
+
+    // Seeding takes a while in a debug build.
+    let line = serving
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the example prints where it serves");
+    let addr = line
+        .strip_prefix("serving on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    assert!(
+        http(&addr, "GET /users/7").starts_with("HTTP/1.1 200"),
+        "it serves"
+    );
+    assert!(
+        std::fs::read_dir(&tmp.0).unwrap().next().is_some(),
+        "its database is in {}",
+        tmp.0.display()
+    );
+
+    // The slow report, in flight when SIGTERM comes: graceful shutdown lets it finish.
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || http(&addr, "GET /reports/top-customers?n=1000"))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.0.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid}: {sent}");
+
+    let end = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "still running 60 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{status}; its stderr:\n{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    let report = in_flight.join().unwrap();
+    assert!(
+        report.starts_with("HTTP/1.1 200"),
+        "the request in flight was answered: {report}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

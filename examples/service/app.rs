@@ -3,17 +3,19 @@
 //! applications keep it; its SQLite implementation runs the orm example's queries (its
 //! blocking twins) on the `DATA` pool, each worker with its own connection.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use diesel::result::{DatabaseErrorKind, Error as DbError};
 use diesel::sqlite::SqliteConnection;
 use diesel::QueryResult;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use offthread::offload;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -94,7 +96,24 @@ pub struct AppState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
-/// The routes.
+/// Buckets, in seconds, for offthread's latency histograms, 100 µs to 10 s
+/// (`offthread_function_queue_wait_seconds`, `offthread_function_run_seconds`).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The Prometheus exporter the service installs: the `*_seconds` histograms rendered as
+/// Prometheus histograms with `LATENCY_BUCKETS` (which a dashboard can sum over instances
+/// and turn into a p99 with `histogram_quantile`), not as the exporter's default summaries.
+pub fn prometheus() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+        .expect("buckets are not empty")
+}
+
+/// The routes. Every error, an unknown route's 404 and a wrong method's 405 included, is
+/// answered with a JSON body `{"error": "..."}`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/users/{id}", get(user))
@@ -102,6 +121,9 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(place_order))
         .route("/reports/top-customers", get(top_customers))
         .route("/metrics", get(metrics))
+        // After the routes: it applies to those registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(in_a_span))
         .with_state(state)
 }
@@ -149,6 +171,42 @@ fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
+/// A query parameter's value: `default` when it is absent, a 400 when it is out of `range`.
+fn param(
+    name: &str,
+    value: Option<i64>,
+    default: i64,
+    range: RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(bad_request(format!(
+            "{name} must be {} to {}, not {value}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// Any path no route matches: a 404.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+/// A route's path with a method it does not serve: a 405 (axum adds the `Allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// `GET /users/{id}`: the user. An id that is not an integer is a 400, an unknown one a 404.
 async fn user(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -160,13 +218,19 @@ async fn user(
     }
 }
 
-/// `?limit=20&offset=0`: at most 100 orders a page.
+/// `?limit=20&offset=0`, both optional.
 #[derive(Deserialize)]
 struct Page {
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
+/// The largest `offset` (a page is read from the newest order on, so a deep one costs).
+const MAX_OFFSET: i64 = 10_000;
+
+/// `GET /users/{id}/orders?limit=20&offset=0`: a page of the user's orders, newest first.
+/// `limit` is 1 to 100 (default 20), `offset` 0 to 10000 (default 0); a value out of its
+/// range, or not an integer, is a 400; an unknown user a 404.
 async fn orders(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -174,11 +238,8 @@ async fn orders(
 ) -> Result<Json<Vec<Order>>, ApiError> {
     let Path(id) = id.map_err(bad_request)?;
     let Query(page) = page.map_err(bad_request)?;
-    let limit = page.limit.unwrap_or(20);
-    let offset = page.offset.unwrap_or(0);
-    if !(1..=100).contains(&limit) || offset < 0 {
-        return Err(bad_request("limit must be 1 to 100 and offset at least 0"));
-    }
+    let limit = param("limit", page.limit, 20, 1..=100)?;
+    let offset = param("offset", page.offset, 0, 0..=MAX_OFFSET)?;
     if state.shop.user(id).await?.is_none() {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no user {id}")));
     }
@@ -192,6 +253,8 @@ pub struct NewOrder {
     pub amount_cents: i32,
 }
 
+/// `POST /orders` with a `NewOrder`: 201 and the placed order. A body that is not a
+/// `NewOrder`, or an `amount_cents` under 1, is a 400; an unknown user a 404.
 async fn place_order(
     State(state): State<AppState>,
     order: Result<Json<NewOrder>, JsonRejection>,
@@ -212,12 +275,14 @@ struct ReportQuery {
     n: Option<i64>,
 }
 
+/// `GET /reports/top-customers?n=10`: the `n` customers who spent most. `n` is 1 to 1000
+/// (default 10); a value out of that range, or not an integer, is a 400.
 async fn top_customers(
     State(state): State<AppState>,
     query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TopCustomer>>, ApiError> {
     let Query(query) = query.map_err(bad_request)?;
-    let n = query.n.unwrap_or(10).clamp(1, 1000);
+    let n = param("n", query.n, 10, 1..=1000)?;
     Ok(Json(state.shop.top_customers(n).await?))
 }
 

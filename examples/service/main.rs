@@ -1,6 +1,8 @@
 //! An axum service over the `orm` example's data layer: `cargo run --release --example
 //! service` seeds a SQLite database in a temporary directory, starts the app on a port it
-//! prints (or `PORT`), and serves until Ctrl-C, then removes the database.
+//! prints (or `PORT`), and serves until Ctrl-C or SIGTERM (what containers and systemd
+//! send), then finishes the requests in flight, shuts the data pool down and removes the
+//! database.
 //!
 //! ```text
 //! curl http://127.0.0.1:PORT/users/7
@@ -17,8 +19,6 @@ mod db;
 
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
-
 fn main() -> std::io::Result<()> {
     let dir = std::env::temp_dir().join(format!("offthread-service-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -27,7 +27,7 @@ fn main() -> std::io::Result<()> {
     db::create_and_seed(&path, 10_000, 100_000, |_, _| {}).map_err(std::io::Error::other)?;
     db::use_database(&path);
 
-    let prometheus = PrometheusBuilder::new()
+    let prometheus = app::prometheus()
         .install_recorder()
         .map_err(std::io::Error::other)?;
     let state = app::AppState {
@@ -38,11 +38,11 @@ fn main() -> std::io::Result<()> {
     let served = tokio::runtime::Runtime::new()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
         let addr = listener.local_addr()?;
+        // Listening for the signals from now on, before anyone is told where to connect.
+        let stop = shutdown_signal()?;
         println!("serving on http://{addr}  (try: curl http://{addr}/users/7; Ctrl-C stops)");
         axum::serve(listener, app::router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(stop)
             .await
     });
     // The data pool's workers hold connections to the database: close them, then remove it.
@@ -52,4 +52,30 @@ fn main() -> std::io::Result<()> {
     }
     std::fs::remove_dir_all(&dir)?;
     served
+}
+
+/// Resolves at the first Ctrl-C (SIGINT) or, on Unix, SIGTERM. The handlers are installed
+/// when this is called, not when the future is first polled: a signal that comes before
+/// the server starts polling it is not lost (nor does SIGTERM kill the process then).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            eprintln!("{name}: finishing the requests in flight, then shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("Ctrl-C: finishing the requests in flight, then shutting down");
+        })
+    }
 }
