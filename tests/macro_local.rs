@@ -283,3 +283,63 @@ async fn init_panicking_fails_only_that_call() {
     assert_eq!(on_flaky().await, 1);
     assert_eq!(on_flaky().await, 2);
 }
+
+// ---- init that returns an error ----
+
+static DOWN: LazyLock<Pool> = LazyLock::new(|| {
+    Pool::builder()
+        .name("down")
+        .max_threads(1)
+        .try_worker_local(|| {
+            Err::<Counter, _>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            ))
+        })
+        .build()
+});
+
+/// Its error type takes `offthread::Error`: a failed connect is its `Err`.
+#[offload(pool = DOWN)]
+fn on_down(#[local] counter: &mut Counter) -> Result<usize, AppError> {
+    Ok(counter.id)
+}
+
+/// `std::io::Result` takes it too.
+#[offload(pool = DOWN)]
+fn on_down_io(#[local] counter: &Counter) -> std::io::Result<usize> {
+    Ok(counter.id)
+}
+
+/// A plain value cannot hold it: the call panics in the awaiting task, with the error.
+#[offload(pool = DOWN)]
+fn on_down_plain(#[local] counter: &mut Counter) -> usize {
+    counter.id
+}
+
+/// Generic over its error: offthread cannot tell whether `E` takes its error, so it panics.
+#[offload(pool = DOWN)]
+fn on_down_generic<E: Send + 'static>(#[local] counter: &mut Counter) -> Result<usize, E> {
+    Ok(counter.id)
+}
+
+#[tokio::test]
+async fn a_failed_connect_is_the_functions_own_error_where_its_type_takes_one() {
+    use std::error::Error as _;
+    match on_down().await {
+        Err(AppError::Offload(err)) => {
+            assert!(err.is_local_init(), "{err}");
+            assert_eq!(err.source().unwrap().to_string(), "connection refused");
+        }
+        other => panic!("expected the connect's error, got {other:?}"),
+    }
+    let io = on_down_io().await.unwrap_err();
+    assert_eq!(io.kind(), std::io::ErrorKind::Other);
+    assert!(io.to_string().contains("connection refused"), "{io}");
+    let err = on_down_plain().checked().await.unwrap_err();
+    assert!(err.is_local_init(), "{err}");
+    let plain = tokio::spawn(on_down_plain()).await.unwrap_err();
+    assert!(plain.is_panic());
+    let generic = tokio::spawn(on_down_generic::<String>()).await.unwrap_err();
+    assert!(generic.is_panic());
+}

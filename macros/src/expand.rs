@@ -266,7 +266,19 @@ fn expand_one(checked: Checked) -> TokenStream {
     let spawn = quote_spanned! {output_span=>
         #krate_at_output::__private::with_site(#spawn_path(#pool, #closure #closure_output #body), #site)
     };
-    let (limit, job) = wrap(&args, spawn);
+    let (limit, mut job) = wrap(&args, spawn);
+    if local.is_some() && args.timeout.is_none() {
+        // A failed connect (or a shut-down pool) becomes the function's `Err` when its
+        // error type can hold an `offthread::Error`, as with `timeout`; else it panics.
+        let private = quote_spanned!(output_span=> #krate_at_output::__private);
+        job = quote_spanned! {output_span=>
+            #private::with_errors_into(#job, {
+                #[allow(unused_imports)]
+                use #private::{IntoErr as _, NoErr as _};
+                (&#private::ErrorsInto::<#job_output>::NEW).on_error()
+            })
+        };
+    }
 
     quote! {
         #(#attrs)*

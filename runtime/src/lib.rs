@@ -237,6 +237,59 @@ pub mod __private {
         call
     }
 
+    /// A `#[local]` function without `timeout`: if its error type `E` has
+    /// `From<offthread::Error>`, a call that fails for offthread's reasons (its worker-local
+    /// value could not be made, its pool is shut down) resolves to `Err(E::from(err))`
+    /// instead of panicking in the awaiting task. The expansion picks the mapping with
+    /// [`ErrorsInto`], which finds none for other return types.
+    #[inline]
+    pub fn with_errors_into<T>(
+        mut call: Offload<T>,
+        on_error: Option<fn(Error) -> T>,
+    ) -> Offload<T> {
+        if let Some(on_error) = on_error {
+            call.set_on_error(on_error);
+        }
+        call
+    }
+
+    /// Picks, at compile time, how a function returning `R` takes offthread's errors:
+    /// `(&ErrorsInto::<R>::NEW).on_error()` is `Some(|e| Err(E::from(e)))` when `R` is
+    /// `Result<T, E>` with `E: From<Error>` (through [`IntoErr`]), and `None` otherwise
+    /// (through [`NoErr`], found one auto-reference later).
+    pub struct ErrorsInto<R>(::core::marker::PhantomData<fn() -> R>);
+
+    impl<R> ErrorsInto<R> {
+        /// The value the expansion takes a reference of.
+        pub const NEW: ErrorsInto<R> = ErrorsInto(::core::marker::PhantomData);
+    }
+
+    /// The mapping for `Result<T, E>` where `E: From<offthread::Error>`.
+    pub trait IntoErr<R> {
+        /// `Some` mapping.
+        fn on_error(&self) -> Option<fn(Error) -> R>;
+    }
+
+    impl<T, E: From<Error>> IntoErr<Result<T, E>> for ErrorsInto<Result<T, E>> {
+        #[inline]
+        fn on_error(&self) -> Option<fn(Error) -> Result<T, E>> {
+            Some(|e| Err(E::from(e)))
+        }
+    }
+
+    /// No mapping: any other return type.
+    pub trait NoErr<R> {
+        /// `None`.
+        fn on_error(&self) -> Option<fn(Error) -> R>;
+    }
+
+    impl<R> NoErr<R> for &ErrorsInto<R> {
+        #[inline]
+        fn on_error(&self) -> Option<fn(Error) -> R> {
+            None
+        }
+    }
+
     /// `timeout = "..", timeout_error = f`: past `after`, the call resolves to
     /// `on_timeout(timeout error)`, which the expansion writes as `|e| Err(f(e))`.
     #[inline]

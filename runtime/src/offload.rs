@@ -168,6 +168,13 @@ impl<T> Offload<T> {
         }
     }
 
+    /// Turns offthread's own errors (not panics) into the output, as a timeout does.
+    pub(crate) fn set_on_error(&mut self, on_error: fn(Error) -> T) {
+        if let Repr::Call(call) = &mut self.repr {
+            call.on_error.get_or_insert(on_error);
+        }
+    }
+
     pub(crate) fn set_timeout(&mut self, after: Duration, on_error: fn(Error) -> T) {
         if let Repr::Call(call) = &mut self.repr {
             call.timeout = Some(after);
