@@ -98,14 +98,14 @@ async fn start() -> (String, TempDir) {
         .as_nanos();
     let dir = std::env::temp_dir().join(format!("offthread-service-test-{nanos}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("shop.sqlite");
+    let path = db::Database::Sqlite(dir.join("shop.sqlite"));
     db::create_and_seed(&path, USERS, ORDERS, |_, _| {}).expect("seed");
     db::use_database(&path);
     let handle = app::prometheus()
         .install_recorder()
         .expect("one recorder per test binary");
     let state = app::AppState {
-        shop: Arc::new(app::SqliteShop),
+        shop: Arc::new(app::DbShop),
         metrics: Arc::new(move || handle.render()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -320,7 +320,7 @@ async fn the_service_answers_over_http() {
         .lines()
         .find(|l| {
             l.starts_with("offthread_function_calls_total")
-                && l.contains("function=\"service::app::SqliteShop::place_order\"")
+                && l.contains("function=\"service::app::DbShop::place_order\"")
         })
         .unwrap_or_else(|| panic!("no place_order figures in:\n{text}"));
     let n: f64 = calls.rsplit(' ').next().unwrap().parse().unwrap();

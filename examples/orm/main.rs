@@ -1,10 +1,11 @@
-//! An async service whose data layer is Diesel on SQLite, served three ways.
+//! An async service whose data layer is Diesel on SQLite or PostgreSQL, served three ways.
 //!
 //! ```text
 //! cargo run --release --example orm [-- --users N --orders N --requests N --concurrency N --rounds N]
+//! DATABASE_URL=postgres://user@host/db cargo run --release --example orm
 //! ```
 //!
-//! It creates a database in a temporary directory, seeds it, then serves the same stream of
+//! It creates a database, seeds it, then serves the same stream of
 //! requests (profile lookups, a join, a report, orders placed) from a tokio runtime with two
 //! worker threads, while a heartbeat task that wakes every millisecond records how late it
 //! is. The three ways:
@@ -22,20 +23,25 @@
 //! all rounds), offthread's speed relative to inline Diesel round by round, and checks that
 //! in every round the three ways gave the same answers and left the same database; if not,
 //! it exits with status 1.
+//!
+//! By default the databases are SQLite files in a temporary directory. With `DATABASE_URL`
+//! set, they are schemas of that PostgreSQL database (`offthread_orm` for the seeded one,
+//! `offthread_orm_<way>` for each way's), dropped and recreated by the run and dropped at
+//! its end; nothing else in that database is touched.
 
 mod db;
 mod workload;
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diesel::sqlite::SqliteConnection;
 use diesel::QueryResult;
 
+use db::{Database, Db};
 use workload::{Answer, Request, Tally};
 
 const TOKIO_WORKERS: usize = 2;
@@ -121,15 +127,15 @@ impl Drop for TempDir {
 /// `writer` first, as `limit = 1` does for offthread: SQLite has one writer, and the others
 /// would otherwise sleep in its busy handler.
 struct Connections {
-    path: PathBuf,
-    idle: Mutex<Vec<SqliteConnection>>,
+    database: Database,
+    idle: Mutex<Vec<Db>>,
     writer: tokio::sync::Semaphore,
 }
 
 impl Connections {
-    fn with<T>(&self, f: impl FnOnce(&mut SqliteConnection) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Db) -> T) -> T {
         let idle = self.idle.lock().unwrap().pop();
-        let mut conn = idle.unwrap_or_else(|| db::connect(&self.path));
+        let mut conn = idle.unwrap_or_else(|| db::connect(&self.database));
         let result = f(&mut conn);
         self.idle.lock().unwrap().push(conn);
         result
@@ -152,11 +158,12 @@ impl Way {
         }
     }
 
-    fn file(self) -> &'static str {
+    /// The name of the way's database, beside the seeded one.
+    fn name(self) -> &'static str {
         match self {
-            Way::Offthread => "offthread.db",
-            Way::Inline => "inline.db",
-            Way::SpawnBlocking => "spawn_blocking.db",
+            Way::Offthread => "offthread",
+            Way::Inline => "inline",
+            Way::SpawnBlocking => "spawn_blocking",
         }
     }
 
@@ -219,12 +226,17 @@ fn runtime(started: &Arc<AtomicUsize>) -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Serves `requests` one way, on the database at `path` restored to the seeded one.
-fn run(way: Way, seeded: &Path, path: &Path, requests: &Arc<Vec<Request>>, args: &Args) -> Report {
-    db::reset_database(path, seeded).expect("restore the seeded database");
-    let path = path.to_owned();
+/// Serves `requests` one way, on `database` restored to the seeded one.
+fn run(
+    way: Way,
+    seeded: &Database,
+    database: &Database,
+    requests: &Arc<Vec<Request>>,
+    args: &Args,
+) -> Report {
+    db::reset_database(database, seeded).expect("restore the seeded database");
     let conns = Arc::new(Connections {
-        path: path.clone(),
+        database: database.clone(),
         idle: Mutex::new(Vec::new()),
         writer: tokio::sync::Semaphore::new(1),
     });
@@ -277,7 +289,7 @@ fn run(way: Way, seeded: &Path, path: &Path, requests: &Arc<Vec<Request>>, args:
     answers.sort_by_key(|&(i, ..)| i);
     let latencies = answers.iter().map(|&(_, d, _)| d).collect();
     let answers: Vec<Answer> = answers.into_iter().map(|(.., a)| a).collect();
-    let fingerprint = db::fingerprint(&mut db::connect(&path)).expect("fingerprint");
+    let fingerprint = db::fingerprint(&mut db::connect(database)).expect("fingerprint");
     Report {
         elapsed,
         latencies,
@@ -311,7 +323,7 @@ fn main() -> ExitCode {
         }
     };
     let dir = TempDir::new().expect("create a temporary directory");
-    let seeded = dir.0.join("seeded.db");
+    let seeded = Database::from_env(dir.0.join("seeded.db"));
 
     let t = Instant::now();
     let tty = std::io::stderr().is_terminal();
@@ -345,15 +357,15 @@ fn main() -> ExitCode {
         .map(|slice| Arc::new(slice.to_vec()))
         .collect();
     const WAYS: [Way; 3] = [Way::Offthread, Way::Inline, Way::SpawnBlocking];
-    // Each way has a database file of its own, restored to the seeded one before each round.
-    let paths = WAYS.map(|way| {
-        let path = dir.0.join(way.file());
-        db::copy_database(&seeded, &path).expect("copy the seeded database");
-        path
+    // Each way has a database of its own, restored to the seeded one before each round.
+    let databases = WAYS.map(|way| {
+        let copy = seeded.sibling(way.name());
+        db::copy_database(&seeded, &copy).expect("copy the seeded database");
+        copy
     });
-    for (way, path) in WAYS.iter().zip(&paths) {
+    for (way, database) in WAYS.iter().zip(&databases) {
         if *way == Way::Offthread {
-            db::use_database(path);
+            db::use_database(database);
         }
     }
     let mut rounds: [Vec<Report>; 3] = Default::default();
@@ -369,14 +381,20 @@ fn main() -> ExitCode {
                 );
                 let _ = std::io::stderr().flush();
             }
-            rounds[i].push(run(WAYS[i], &seeded, &paths[i], slice, &args));
+            rounds[i].push(run(WAYS[i], &seeded, &databases[i], slice, &args));
         }
     }
     if tty {
         eprintln!();
     }
 
+    // On PostgreSQL the schemas go too: the run leaves nothing behind in the database.
+    for database in databases.iter().chain([&seeded]) {
+        db::drop_database(database).expect("drop a database");
+    }
+
     let mut idle = idle;
+    println!("backend: {}", seeded.backend());
     println!(
         "{} users, {} orders seeded in {:.1} s; {} requests in {} rounds, {} in flight; \
          tokio: {} workers; offthread data pool: {} threads",
@@ -425,7 +443,7 @@ fn main() -> ExitCode {
     println!(
         "(requests/s: the median round's; latency: from a request's arrival to its answer, over \
          all rounds; threads: tokio's workers and blocking threads, plus the data pool's; \
-         conns: SQLite connections opened in a round)"
+         conns: database connections opened in a round)"
     );
     let mut ratios: Vec<f64> = rounds[0]
         .iter()

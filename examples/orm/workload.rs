@@ -8,10 +8,9 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use diesel::sqlite::SqliteConnection;
 use diesel::QueryResult;
 
-use crate::db::{self, Placed, Rng, DAY, HISTORY_DAYS, HISTORY_START};
+use crate::db::{self, Db, Placed, Rng, DAY, HISTORY_DAYS, HISTORY_START};
 
 /// Writes go to users whose id is a multiple of this; reads never look at those users.
 pub const WRITE_EVERY: i64 = 16;
@@ -111,7 +110,7 @@ pub async fn serve_offloaded(request: Request) -> QueryResult<Answer> {
 }
 
 /// Serves `request` with the same Diesel functions, called directly on `conn`.
-pub fn serve_blocking(conn: &mut SqliteConnection, request: Request) -> QueryResult<Answer> {
+pub fn serve_blocking(conn: &mut Db, request: Request) -> QueryResult<Answer> {
     Ok(match request {
         Request::FindUser { id } => digest(db::find_user_blocking(conn, id)?),
         Request::RecentOrders { user_id } => {

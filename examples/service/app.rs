@@ -1,7 +1,8 @@
 //! The service: an axum application whose handlers await offloaded Diesel calls. The data
 //! layer is a trait (`Shop`) behind `Arc<dyn Shop>` in the application's state, as real
-//! applications keep it; its SQLite implementation runs the orm example's queries (its
-//! blocking twins) on the `DATA` pool, each worker with its own connection.
+//! applications keep it; its implementation runs the orm example's queries (their
+//! blocking twins) on the `DATA` pool, on SQLite or PostgreSQL, each worker with its own
+//! connection.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -13,14 +14,37 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use diesel::result::{DatabaseErrorKind, Error as DbError};
-use diesel::sqlite::SqliteConnection;
-use diesel::QueryResult;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use offthread::offload;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::db::{self, Order, Placed, TopCustomer, User};
+use crate::db::{self, Db, Order, Placed, TopCustomer, User};
+
+/// Why the data layer gave no answer: the database's own error, or offthread's when the
+/// call could not run its query (the worker could not connect to the database: it is down
+/// or restarting; the pool is shut down). Diesel's error cannot hold the second, so the
+/// methods return this type, whose `From<offthread::Error>` makes a failed connect an `Err`
+/// like any other instead of a panic in the handler.
+#[derive(Debug)]
+pub enum ShopError {
+    Db(DbError),
+    Unavailable(offthread::Error),
+}
+
+impl From<DbError> for ShopError {
+    fn from(e: DbError) -> ShopError {
+        ShopError::Db(e)
+    }
+}
+
+impl From<offthread::Error> for ShopError {
+    fn from(e: offthread::Error) -> ShopError {
+        ShopError::Unavailable(e)
+    }
+}
+
+pub type ShopResult<T> = Result<T, ShopError>;
 
 /// What the handlers need from the database. `#[offload]` makes each method return an
 /// `Offload<R>`, so the trait works as `dyn Shop` with no boxed futures, and a test double
@@ -28,34 +52,34 @@ use crate::db::{self, Order, Placed, TopCustomer, User};
 #[offload]
 pub trait Shop: Send + Sync {
     /// A user by id.
-    fn user(&self, id: i64) -> QueryResult<Option<User>>;
+    fn user(&self, id: i64) -> ShopResult<Option<User>>;
     /// A page of a user's orders, newest first.
-    fn orders(&self, user_id: i64, limit: i64, offset: i64) -> QueryResult<Vec<Order>>;
+    fn orders(&self, user_id: i64, limit: i64, offset: i64) -> ShopResult<Vec<Order>>;
     /// Places an order; `NotFound` if the user does not exist.
-    fn place_order(&self, user_id: i64, amount_cents: i32) -> QueryResult<Placed>;
+    fn place_order(&self, user_id: i64, amount_cents: i32) -> ShopResult<Placed>;
     /// The `n` customers who spent most over the whole history (a slow aggregate).
-    fn top_customers(&self, n: i64) -> QueryResult<Vec<TopCustomer>>;
+    fn top_customers(&self, n: i64) -> ShopResult<Vec<TopCustomer>>;
 }
 
-/// `Shop` on the orm example's SQLite database, on its `DATA` pool.
+/// `Shop` on the orm example's database (SQLite or PostgreSQL), on its `DATA` pool.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SqliteShop;
+pub struct DbShop;
 
 #[offload(pool = db::DATA)]
-impl Shop for SqliteShop {
-    fn user(&self, #[local] conn: &mut SqliteConnection, id: i64) -> QueryResult<Option<User>> {
+impl Shop for DbShop {
+    fn user(&self, #[local] conn: &mut Db, id: i64) -> ShopResult<Option<User>> {
         // On a `data` worker, inside the request's span (offthread's `tracing` feature).
         tracing::debug!(id, "find user");
-        db::find_user_blocking(conn, id)
+        Ok(db::find_user_blocking(conn, id)?)
     }
 
     fn orders(
         &self,
-        #[local] conn: &mut SqliteConnection,
+        #[local] conn: &mut Db,
         user_id: i64,
         limit: i64,
         offset: i64,
-    ) -> QueryResult<Vec<Order>> {
+    ) -> ShopResult<Vec<Order>> {
         let newest = db::recent_orders_blocking(conn, user_id, offset + limit)?;
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         Ok(newest
@@ -65,26 +89,23 @@ impl Shop for SqliteShop {
             .collect())
     }
 
-    // SQLite has one writer: the others wait asynchronously, not in its busy handler.
+    // SQLite has one writer: the others wait asynchronously, not in its busy handler (and
+    // on PostgreSQL, as in the orm example, writes keep the same limit).
     #[offload(limit = 1)]
     fn place_order(
         &self,
-        #[local] conn: &mut SqliteConnection,
+        #[local] conn: &mut Db,
         user_id: i64,
         amount_cents: i32,
-    ) -> QueryResult<Placed> {
+    ) -> ShopResult<Placed> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        db::place_order_blocking(conn, user_id, amount_cents, now)
+        Ok(db::place_order_blocking(conn, user_id, amount_cents, now)?)
     }
 
-    fn top_customers(
-        &self,
-        #[local] conn: &mut SqliteConnection,
-        n: i64,
-    ) -> QueryResult<Vec<TopCustomer>> {
-        db::top_customers_blocking(conn, i64::MIN, i64::MAX, n)
+    fn top_customers(&self, #[local] conn: &mut Db, n: i64) -> ShopResult<Vec<TopCustomer>> {
+        Ok(db::top_customers_blocking(conn, i64::MIN, i64::MAX, n)?)
     }
 }
 
@@ -163,6 +184,16 @@ impl From<DbError> for ApiError {
                 ApiError(StatusCode::NOT_FOUND, "no such user".to_owned())
             }
             other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<ShopError> for ApiError {
+    fn from(e: ShopError) -> ApiError {
+        match e {
+            ShopError::Db(e) => e.into(),
+            // The database is down or restarting: a client may retry (elsewhere) soon.
+            ShopError::Unavailable(e) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }

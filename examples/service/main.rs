@@ -1,5 +1,6 @@
 //! An axum service over the `orm` example's data layer: `cargo run --release --example
-//! service` seeds a SQLite database in a temporary directory, starts the app on a port it
+//! service` seeds a SQLite database in a temporary directory (or, with `DATABASE_URL` set,
+//! the schema `offthread_orm` of that PostgreSQL database), starts the app on a port it
 //! prints (or `PORT`), and serves until Ctrl-C or SIGTERM (what containers and systemd
 //! send), then finishes the requests in flight, shuts the data pool down and removes the
 //! database.
@@ -22,16 +23,16 @@ use std::sync::Arc;
 fn main() -> std::io::Result<()> {
     let dir = std::env::temp_dir().join(format!("offthread-service-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("shop.sqlite");
-    eprintln!("seeding {} ...", path.display());
-    db::create_and_seed(&path, 10_000, 100_000, |_, _| {}).map_err(std::io::Error::other)?;
-    db::use_database(&path);
+    let database = db::Database::from_env(dir.join("shop.sqlite"));
+    eprintln!("seeding {database} ...");
+    db::create_and_seed(&database, 10_000, 100_000, |_, _| {}).map_err(std::io::Error::other)?;
+    db::use_database(&database);
 
     let prometheus = app::prometheus()
         .install_recorder()
         .map_err(std::io::Error::other)?;
     let state = app::AppState {
-        shop: Arc::new(app::SqliteShop),
+        shop: Arc::new(app::DbShop),
         metrics: Arc::new(move || prometheus.render()),
     };
     let port = std::env::var("PORT").unwrap_or_else(|_| "0".to_owned());
@@ -50,6 +51,7 @@ fn main() -> std::io::Result<()> {
     if report.still_running > 0 {
         eprintln!("{report:?}");
     }
+    db::drop_database(&database).map_err(std::io::Error::other)?;
     std::fs::remove_dir_all(&dir)?;
     served
 }
