@@ -86,10 +86,13 @@ impl Conn {
     }
 
     /// Asks the server to cancel this connection's running query, from the pool's cancel
-    /// thread, if the call is cancelled while its body runs.
-    fn cancel_on_cancel(&self) {
+    /// thread, if the call is cancelled while its body runs. False if the call is cancelled
+    /// already (a slow connect can outlast a short timeout): a cancel sent before the query
+    /// is, the server ignores, so the body must not start it.
+    fn cancel_on_cancel(&self) -> bool {
         let pid = self.pid;
         offthread::on_cancel(move || cancel_backend(pid));
+        !offthread::is_cancelled()
     }
 }
 
@@ -169,15 +172,17 @@ fn add_one(#[local] c: &mut Conn, n: i32) -> Result<(i32, i32), AppError> {
 /// cancel reaches it through `pg_cancel_backend`.
 #[offload(pool = pg(), timeout = "100ms")]
 fn sleep_with_timeout(#[local] c: &mut Conn, label: &str, seconds: f64) -> Result<(), AppError> {
-    c.cancel_on_cancel();
-    c.run(|pg| sleep_query(pg, label, seconds))?;
+    if c.cancel_on_cancel() {
+        c.run(|pg| sleep_query(pg, label, seconds))?;
+    }
     Ok(())
 }
 
 #[offload(pool = pg())]
 fn sleep(#[local] c: &mut Conn, label: &str, seconds: f64) -> Result<(), AppError> {
-    c.cancel_on_cancel();
-    c.run(|pg| sleep_query(pg, label, seconds))?;
+    if c.cancel_on_cancel() {
+        c.run(|pg| sleep_query(pg, label, seconds))?;
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ static SQLITE: LazyLock<Pool> = LazyLock::new(|| {
     Pool::builder()
         .name("sqlite")
         .max_threads(1)
-        .try_worker_local(|| rusqlite::Connection::open_in_memory())
+        .try_worker_local(rusqlite::Connection::open_in_memory)
         .build()
 });
 
