@@ -34,7 +34,8 @@ pub struct Metrics {
     pub running: usize,
     /// Jobs submitted: a job counts at its first poll.
     pub submitted: u64,
-    /// Bodies that returned.
+    /// Bodies that returned. A call that failed before its body could start, because its
+    /// worker-local value could not be made, counts here too: it did not panic.
     pub completed: u64,
     /// Bodies that panicked.
     pub panicked: u64,
