@@ -154,7 +154,8 @@ impl Cancels {
         let (inbox, hooks) = channel::<Arc<Hook>>();
         let builder = std::thread::Builder::new()
             .name(format!("{}-cancel", self.name))
-            .stack_size(256 << 10);
+            // User code runs here (a driver's cancel may open a connection): a full stack.
+            .stack_size(2 << 20);
         let spawned = crate::priority::spawn(builder, move || {
             for hook in hooks {
                 hook.run();

@@ -288,6 +288,16 @@ impl fmt::Display for Error {
                 pool,
                 source,
                 retry_in: Some(retry_in),
+            } if retry_in.is_zero() => write!(
+                f,
+                "pool `{pool}` could not make its worker-local `{type_name}`: {source} \
+                 (the last attempt failed; another is under way)"
+            ),
+            Kind::LocalInit {
+                type_name,
+                pool,
+                source,
+                retry_in: Some(retry_in),
             } => write!(
                 f,
                 "pool `{pool}` could not make its worker-local `{type_name}`: {source} \
