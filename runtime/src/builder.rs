@@ -378,7 +378,7 @@ impl Builder {
         T: 'static,
         F: Fn(&mut T) -> bool + Send + Sync + 'static,
     {
-        let check: Check = Box::new(move |value| value.downcast_mut::<T>().is_some_and(&healthy));
+        let check: Check = Arc::new(move |value| value.downcast_mut::<T>().is_some_and(&healthy));
         self.checks
             .insert(TypeId::of::<T>(), (std::any::type_name::<T>(), check));
         self

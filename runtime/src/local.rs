@@ -44,7 +44,7 @@ type InitError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 type Make = Box<dyn Fn() -> Result<Box<dyn Any>, InitError> + Send + Sync>;
 
 /// Says whether a worker's value is kept after a call.
-pub(crate) type Check = Box<dyn Fn(&mut dyn Any) -> bool + Send + Sync>;
+pub(crate) type Check = Arc<dyn Fn(&mut dyn Any) -> bool + Send + Sync>;
 
 /// One registered type: how to make a value, whether to keep it, and the pool-wide state
 /// of its failures.
@@ -121,7 +121,13 @@ pub(crate) struct Registry {
 struct Store {
     pool: Arc<str>,
     registry: Arc<Registry>,
-    values: HashMap<TypeId, Box<dyn Any>>,
+    values: HashMap<TypeId, Held>,
+}
+
+/// A worker's value, with its type's check (looked up once, when the value is made).
+struct Held {
+    value: Box<dyn Any>,
+    check: Option<Check>,
 }
 
 thread_local! {
@@ -145,7 +151,7 @@ pub(crate) fn leave_worker() {
 
 /// What a call found in its worker's store.
 enum Found {
-    Value(Box<dyn Any>),
+    Value(Held),
     /// None yet: make one with the registry's `Local`.
     Make(Arc<Registry>, Arc<str>),
     Missing(Arc<str>),
@@ -167,22 +173,29 @@ pub(crate) fn with_local<L: 'static, T>(f: impl FnOnce(&mut L) -> T) -> T {
         }
     });
     // `init` runs outside the borrow: it may itself offload a nested call.
-    let mut value = match found {
-        Found::Value(value) => value,
-        Found::Make(registry, pool) => make(&registry, &registry.locals[&key], &pool),
+    let mut held = match found {
+        Found::Value(held) => held,
+        Found::Make(registry, pool) => {
+            let local = &registry.locals[&key];
+            Held {
+                value: make(&registry, local, &pool),
+                check: local.check.clone(),
+            }
+        }
         Found::Missing(pool) => fail(Error::missing_local(MissingLocal {
             type_name: std::any::type_name::<L>(),
             pool,
         })),
     };
-    // If `f` panics, `value` is dropped as it unwinds: it may be mid-transaction.
+    // If `f` panics, `held` is dropped as it unwinds: it may be mid-transaction.
     let discarded = DiscardOnUnwind;
-    let local = value
+    let local = held
+        .value
         .downcast_mut::<L>()
         .expect("worker-local registered under the wrong type");
     let result = f(local);
     std::mem::forget(discarded);
-    put_back(key, value);
+    put_back(key, held);
     result
 }
 
@@ -191,34 +204,32 @@ struct DiscardOnUnwind;
 
 impl Drop for DiscardOnUnwind {
     fn drop(&mut self) {
-        STORE.with_borrow(|store| {
-            if let Some(store) = store {
-                store.registry.discarded.fetch_add(1, Relaxed);
-            }
-        });
+        count_discarded();
     }
 }
 
-/// Returns `value` to the store, unless the type's check turns it down.
-fn put_back(key: TypeId, mut value: Box<dyn Any>) {
-    let registry = STORE.with_borrow(|store| {
-        let store = store.as_ref()?;
-        store.registry.locals.get(&key)?.check.as_ref()?;
-        Some(Arc::clone(&store.registry))
+fn count_discarded() {
+    STORE.with_borrow(|store| {
+        if let Some(store) = store {
+            store.registry.discarded.fetch_add(1, Relaxed);
+        }
     });
-    if let Some(registry) = registry {
-        let check = registry.locals[&key].check.as_ref().expect("checked above");
+}
+
+/// Returns `held` to the store, unless its type's check turns it down.
+fn put_back(key: TypeId, mut held: Held) {
+    if let Some(check) = &held.check {
         // Outside the store's borrow (it is user code); a check that panics turns it down.
-        let healthy = catch_unwind(AssertUnwindSafe(|| check(&mut *value))).unwrap_or(false);
+        let healthy = catch_unwind(AssertUnwindSafe(|| check(&mut *held.value))).unwrap_or(false);
         if !healthy {
-            registry.discarded.fetch_add(1, Relaxed);
-            crate::job::contain(|| drop(value));
+            count_discarded();
+            crate::job::contain(|| drop(held));
             return;
         }
     }
     STORE.with_borrow_mut(|store| {
         if let Some(store) = store.as_mut() {
-            store.values.entry(key).or_insert(value);
+            store.values.entry(key).or_insert(held);
         }
     });
 }
