@@ -380,3 +380,44 @@ fn a_check_for_an_unregistered_type_is_a_config_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn while_one_worker_retries_a_hanging_connect_the_others_fail_at_once() {
+    // The first attempt is refused; the retry hangs (a server that accepts the TCP
+    // connection and says nothing) until the test opens `answer`.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let answer = Gate::default();
+    let pool = {
+        let (attempts, answer) = (Arc::clone(&attempts), answer.clone());
+        Pool::builder()
+            .max_threads(2)
+            .try_worker_local(move || match attempts.fetch_add(1, SeqCst) {
+                0 => Err(Refused("connection refused")),
+                _ => {
+                    answer.wait();
+                    Ok(7_u32)
+                }
+            })
+            .build()
+    };
+    let first = block_on(pool.spawn_local(|n: &mut u32| *n).checked()).unwrap_err();
+    assert!(first.is_local_init());
+    // Past the first retry's wait (25 ms), with room to spare.
+    std::thread::sleep(Duration::from_millis(100));
+    let hanging = pool.spawn_local(|n: &mut u32| *n).checked();
+    let retry = std::thread::spawn(move || block_on(hanging));
+    eventually("the retry is under way", || attempts.load(SeqCst) == 2);
+    let meanwhile = block_on(pool.spawn_local(|n: &mut u32| *n).checked()).unwrap_err();
+    assert!(
+        meanwhile.to_string().contains("another is under way"),
+        "{meanwhile}"
+    );
+    assert_eq!(
+        attempts.load(SeqCst),
+        2,
+        "no second attempt while one hangs"
+    );
+    answer.open();
+    assert_eq!(retry.join().unwrap().unwrap(), 7);
+    assert_eq!(block_on(pool.spawn_local(|n: &mut u32| *n)), 7);
+}
