@@ -66,9 +66,9 @@ pub(crate) struct Cancels {
     name: Arc<str>,
     /// The hooks of the bodies running now, by job.
     hooks: Mutex<HashMap<usize, Vec<Arc<Hook>>>>,
-    /// The cancel thread's inbox, once it is started; `None` in it if it could not start.
-    /// (A std mutex: loom models the hooks, not the thread.)
-    runner: std::sync::Mutex<Option<Option<Sender<Arc<Hook>>>>>,
+    /// The cancel thread's inbox, once it has started. (A std mutex: loom models the hooks,
+    /// not the thread.)
+    runner: std::sync::Mutex<Option<Sender<Arc<Hook>>>>,
 }
 
 impl Cancels {
@@ -133,16 +133,17 @@ impl Cancels {
     }
 
     /// Hands `hooks` to the cancel thread, starting it if need be. If the OS refuses the
-    /// thread, they are dropped unrun (the next cancel tries to start it again).
+    /// thread, they are not run, and dropped when their bodies return (the next cancel
+    /// tries to start the thread again).
     fn fire(&self, hooks: Vec<Arc<Hook>>) {
         if hooks.is_empty() {
             return;
         }
         let mut runner = crate::sync::lock_std(&self.runner);
-        if runner.as_ref().is_none_or(Option::is_none) {
-            *runner = Some(self.start());
+        if runner.is_none() {
+            *runner = self.start();
         }
-        if let Some(Some(inbox)) = runner.as_ref() {
+        if let Some(inbox) = runner.as_ref() {
             for hook in hooks {
                 // The thread only ends when the inbox is dropped, with the pool.
                 let _ = inbox.send(hook);
