@@ -25,16 +25,19 @@
 //! One call is one allocation: the job (`job.rs`) holds the body, then its result, the
 //! waiting task's waker and flags for any permits, under one atomic state word (64 bytes
 //! for a body of four words; it holds all but one of the crate's `unsafe` blocks, the
-//! other being the idle-priority system call). The future (`offload.rs`) submits the job
-//! on its first poll. Workers (`worker.rs`) take jobs from a sharded queue (`queue.rs`) in
-//! the order they came, spin briefly when they run out of work while spinning pays
-//! (back-to-back calls then need no wake-up), and park after that, each woken on its own
-//! (`pool.rs`): a submitter wakes one, and a woken worker that takes a job while more wait
-//! wakes the next, so a burst costs the executor's thread one wake-up. The pool starts threads on demand up to the CPU count; past
-//! that a monitor (`monitor.rs`) adds threads when queued work stops moving, or waits
-//! behind *blocked* workers. So short jobs never make it start hundreds of threads, busy
-//! loops get few, a thousand sleeping calls quickly get dozens, and a call queued behind
-//! bodies that never end still starts within milliseconds while the pool has room.
+//! other being the idle-priority system call). The future (`offload.rs`) asks the pool
+//! (`pool.rs`) on its first poll how to start the job and has it queued. Workers
+//! (`worker.rs`) take jobs from a sharded queue (`queue.rs`) in the order they came. Who
+//! spins, who parks and who wakes whom is one protocol in one file (`sleep.rs`): a worker
+//! out of work spins while the next job has lately come within a spin, then parks; a
+//! submitter wakes one parked worker only when none is searching, and a woken worker that
+//! takes a job while more wait wakes the next, so a burst costs the executor's thread one
+//! wake-up. Which threads exist is `threads.rs`'s: the pool starts them on demand up to
+//! the CPU count; past that a monitor (`monitor.rs`) adds threads when queued work stops
+//! moving, or waits behind *blocked* workers. So short jobs never make it start hundreds
+//! of threads, busy loops get few, a thousand sleeping calls quickly get dozens, and a call
+//! queued behind bodies that never end still starts within milliseconds while the pool has
+//! room.
 
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -55,7 +58,9 @@ mod pool;
 mod priority;
 mod queue;
 mod site;
+mod sleep;
 mod sync;
+mod threads;
 mod timer;
 mod worker;
 

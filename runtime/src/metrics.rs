@@ -110,4 +110,7 @@ pub(crate) struct Counters {
     pub(crate) queue_wait_ns: Padded<AtomicU64>,
     /// Nanoseconds bodies ran (by the thread that ran them).
     pub(crate) run_ns: AtomicU64,
+    /// Queued jobs a worker took after shutdown gave up on the queue, and failed (by that
+    /// worker): shutdown's report counts them with those it failed itself.
+    pub(crate) failed_at_stop: AtomicUsize,
 }

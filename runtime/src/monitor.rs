@@ -25,8 +25,8 @@
 //! At `max_threads` neither applies: calls wait in the queue, in the order they came.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::*;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::cpu::Activity;
@@ -218,85 +218,144 @@ impl Growth {
 
 /// The monitor thread: samples the pool every tick while work is queued, starts the threads
 /// [`Growth::decide`] asks for, and parks when the queue has been empty for a while.
-pub(crate) fn run(shared: &Arc<Shared>) {
+/// The monitor's own state: whether it runs, and how a submitter wakes it.
+pub(crate) struct Monitor {
+    /// The monitor is ticking (not parked): submitters need not poke it.
+    awake: AtomicBool,
+    state: Mutex<MonitorState>,
+    /// The parked (or ticking) monitor waits here.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct MonitorState {
+    /// The monitor thread exists.
+    started: bool,
+    /// A submitter asked the parked monitor to look.
+    wanted: bool,
+    /// The pool closed: the monitor ends.
+    closed: bool,
+}
+
+impl Monitor {
+    pub(crate) fn new() -> Monitor {
+        Monitor {
+            awake: AtomicBool::new(false),
+            state: Mutex::new(MonitorState::default()),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// The monitor is ticking now.
+    pub(crate) fn is_awake(&self) -> bool {
+        self.awake.load(SeqCst)
+    }
+
+    /// Has the monitor look at the pool: wakes it, or starts its thread.
+    pub(crate) fn poke(&self, shared: &Arc<Shared>) {
+        let mut st = lock(&self.state);
+        if st.closed || self.is_awake() {
+            return;
+        }
+        if st.started {
+            st.wanted = true;
+            self.wake.notify_one();
+            return;
+        }
+        st.started = true;
+        self.awake.store(true, SeqCst);
+        let shared = Arc::clone(shared);
+        let builder = std::thread::Builder::new()
+            .name(format!("{}-monitor", shared.name))
+            .stack_size(64 << 10);
+        if crate::priority::spawn(builder, move || run(&shared)).is_err() {
+            st.started = false;
+            self.awake.store(false, SeqCst);
+        }
+    }
+
+    /// The pool closed: the monitor ends at its next look.
+    pub(crate) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.wake.notify_all();
+    }
+}
+
+fn run(shared: &Arc<Shared>) {
+    let monitor = &shared.monitor;
     let mut growth = Growth::new(shared.now());
     let mut probe = Prober::default();
     let mut idle_ticks = 0;
-    let mut st = lock(&shared.state);
+    let mut st = lock(&monitor.state);
     loop {
-        if shared.is_closed() {
+        if st.closed {
             break;
         }
-        st = shared
-            .monitor_wake
+        st = monitor
+            .wake
             .wait_timeout(st, TICK)
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
+        drop(st);
         let queued = shared.queue.len();
         if queued > 0 {
             idle_ticks = 0;
         } else {
             idle_ticks += 1;
         }
-        // The threads' scheduler times are read without the state lock (it would stall
-        // submitters meanwhile) and only when the pool could grow.
-        let could_grow = queued > 0 && st.idle.is_empty() && st.threads < shared.config.max_threads;
+        let max_threads = shared.config.max_threads;
+        let could_grow =
+            queued > 0 && shared.sleep.sleeping() == 0 && shared.threads.count() < max_threads;
         let long = if could_grow {
-            probe.slots.extend(st.slots.iter().cloned());
-            drop(st);
+            probe.slots = shared.threads.slots();
             let long = probe.look(shared.now());
-            // Hold no worker's slot between ticks: a slot's `stat` file closes with it
-            // when its worker exits.
             probe.slots.clear();
-            st = lock(&shared.state);
             long
         } else {
             LongBodies::default()
         };
         let c = &shared.counters;
+        let threads = shared.threads.count();
         let running = shared.running.load(SeqCst);
         let sample = Sample {
             now: shared.now(),
             queued: shared.queue.len(),
-            threads: st.threads,
-            max_threads: shared.config.max_threads,
-            free: st.threads.saturating_sub(running),
+            threads,
+            max_threads,
+            free: threads.saturating_sub(running),
             started: c.started.load(Relaxed),
             finished: c.completed.load(Relaxed) + c.panicked.load(Relaxed),
             run_ns: c.run_ns.load(Relaxed),
             long,
         };
         let grow = growth.decide(&sample);
-        if grow > 0 && !shared.is_closed() {
-            let start: Vec<_> = (0..grow).map(|_| shared.reserve_worker(&mut st)).collect();
-            drop(st);
-            for reserved in start {
-                shared.launch(reserved);
-            }
-            st = lock(&shared.state);
+        if grow > 0 {
+            shared.start_threads(grow, max_threads);
+            st = lock(&monitor.state);
             continue;
         }
+        st = lock(&monitor.state);
         if idle_ticks < IDLE_TICKS {
             continue;
         }
-        // Nothing queued for a while: park until a submitter finds every worker busy.
-        shared.monitor_awake.store(false, SeqCst);
-        while !st.monitor_wanted && !shared.is_closed() && shared.queue.len() == 0 {
-            st = shared
-                .monitor_wake
+        // Park until a submitter pokes. A poke made while `awake` still read true was not
+        // sent, so look at the queue once more after clearing it.
+        monitor.awake.store(false, SeqCst);
+        while !st.wanted && !st.closed && shared.queue.len() == 0 {
+            st = monitor
+                .wake
                 .wait(st)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        st.monitor_wanted = false;
-        shared.monitor_awake.store(true, SeqCst);
+        st.wanted = false;
+        monitor.awake.store(true, SeqCst);
         idle_ticks = 0;
         growth = Growth::new(shared.now());
     }
-    st.monitor_started = false;
-    shared.monitor_awake.store(false, SeqCst);
+    st.started = false;
+    monitor.awake.store(false, SeqCst);
 }
 
-/// Reads the state of threads in long bodies, a few per tick.
 #[derive(Default)]
 struct Prober {
     /// The workers to look at this tick (a buffer reused from tick to tick, emptied after

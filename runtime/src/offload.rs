@@ -3,13 +3,9 @@
 //! What happens to one call: `Pool::spawn` (or the macro) puts the body in a job
 //! (`job.rs`), the one allocation of the call, and wraps it here with a handle to its pool.
 //! The first poll counts the job as submitted, arms its timeout, waits (asynchronously) for
-//! a `limit` permit and a queue slot if either applies, then queues it (`pool.rs`), or runs
-//! it inline when polled on a worker of the same pool that no other thread could relieve.
-//! When a spinning worker will take the job at once and this thread awaits no other call,
-//! the first poll spins a few microseconds for the result (while that has lately paid on
-//! this thread): a trivial call then costs no park and unpark of the executor's thread.
-//! With other calls out, the thread has their tasks to run instead. Later polls read the
-//! result. Dropping the future abandons the job.
+//! a `limit` permit if one applies, then asks the pool how to start it (`pool.rs`: inline,
+//! after a queue slot, or queued now). Later polls read the result. Dropping the future
+//! abandons the job.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,11 +15,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::job::{Abandoned, Task, TaskRef};
+use crate::job::{Abandoned, TaskRef};
 use crate::limit::{Acquire, Limit, LimitRef};
-use crate::pool::Pool;
+use crate::pool::{Admit, Pool};
 use crate::site::Site;
-use crate::worker::SpinGauge;
 
 /// The future of an offloaded call: its output is the body's value.
 ///
@@ -258,30 +253,26 @@ impl<T> Call<T> {
                 },
                 State::Ready => {
                     let shared = self.pool.shared();
-                    if shared.is_own_worker() && !shared.can_take_another() {
-                        shared.run_inline(&self.job.erase());
-                        self.state = State::Submitted;
-                    } else if let Some(slots) = &shared.queue_limit {
-                        self.state = State::Slot(Arc::clone(slots).acquire());
-                    } else {
-                        // A worker spinning on an empty queue takes this job at once:
-                        // the result may be back within a short spin, worth waiting for
-                        // when this thread awaits no other call (with others out, it has
-                        // their tasks to run meanwhile).
-                        let alone = count_in(&mut self.outstanding) == 0;
-                        let quick = alone && shared.has_idle_spinner();
-                        shared.submit(&self.job, self.limit.is_some());
-                        self.state = State::Submitted;
-                        if quick {
-                            spin_for_result(&*self.job);
+                    match shared.admit() {
+                        Admit::Inline => {
+                            shared.run_inline(&self.job.erase());
+                            self.state = State::Submitted;
+                        }
+                        Admit::Slot(slots) => self.state = State::Slot(slots.acquire()),
+                        Admit::Queue => {
+                            let alone = count_in(&mut self.outstanding) == 0;
+                            shared.submit(&self.job, self.limit.is_some(), alone);
+                            self.state = State::Submitted;
                         }
                     }
                 }
                 State::Slot(acquire) => match Pin::new(acquire).poll(cx) {
                     Poll::Ready(permit) => {
                         self.job.hold_slot(permit);
-                        count_in(&mut self.outstanding);
-                        self.pool.shared().submit(&self.job, self.limit.is_some());
+                        let alone = count_in(&mut self.outstanding) == 0;
+                        self.pool
+                            .shared()
+                            .submit(&self.job, self.limit.is_some(), alone);
                         self.state = State::Submitted;
                     }
                     Poll::Pending => return self.wait(cx),
@@ -414,24 +405,11 @@ impl<T> std::fmt::Debug for Offload<T> {
     }
 }
 
-/// How long a caller that just queued a call spins for its result before it returns
-/// `Pending`. A trivial body on a worker that was spinning answers in about a microsecond,
-/// while going to sleep and being woken costs the executor's thread several (its park and
-/// unpark), which dominates such a call on a multi-thread runtime.
-const CALLER_SPIN: Duration = Duration::from_micros(4);
-
-/// A caller probes spinning this often even when it has not been paying, to notice when it
-/// would again.
-const PROBE_EVERY: u32 = 32;
-
 thread_local! {
     /// Queued calls awaited on this thread: counted in when one is queued here, out when its
     /// future completes or is dropped, wherever that is (a task may move between threads).
+    /// The pool lets a caller spin for its result only when it awaits no other call.
     static OUTSTANDING: Arc<AtomicUsize> = Arc::new(AtomicUsize::new(0));
-    /// Whether this thread's recent calls answered within [`CALLER_SPIN`].
-    static CALLER_GAUGE: std::cell::RefCell<SpinGauge> = std::cell::RefCell::new(SpinGauge::default());
-    /// Calls since this thread last probed.
-    static SINCE_PROBE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Counts a call being queued among those awaited on this thread, keeping the count in
@@ -444,38 +422,6 @@ fn count_in(slot: &mut Option<Arc<AtomicUsize>>) -> usize {
     let others = count.fetch_add(1, Relaxed);
     *slot = Some(count);
     others
-}
-
-/// Right after queueing a call that a spinning worker will take at once, when this thread
-/// awaits no other call: spin briefly for its result, while that has lately paid on this
-/// thread (quick calls, back to back). With other calls out, the executor has their tasks
-/// to run when they answer, and a spin would hold them up: 16 tasks calling back to back on
-/// a 2-worker runtime did 1.28 M calls/s without it against 0.99 M with it.
-/// Bodies that take longer than the spin soon stop it, so they cost the executor nothing
-/// but an occasional probe; and under load (a queue to wait in, no worker spinning) the
-/// executor's thread goes straight back to its other tasks.
-fn spin_for_result<T>(job: &dyn Task<T>) {
-    let probe = SINCE_PROBE.with(|n| {
-        let next = n.get() + 1;
-        n.set(if next >= PROBE_EVERY { 0 } else { next });
-        next >= PROBE_EVERY
-    });
-    if !probe && !CALLER_GAUGE.with_borrow(SpinGauge::pays) {
-        return;
-    }
-    let start = Instant::now();
-    let mut i: u32 = 0;
-    let hit = loop {
-        if job.is_done() {
-            break true;
-        }
-        i = i.wrapping_add(1);
-        if i % 64 == 0 && start.elapsed() >= CALLER_SPIN {
-            break false;
-        }
-        std::hint::spin_loop();
-    };
-    CALLER_GAUGE.with_borrow_mut(|g| g.record_hit(hit));
 }
 
 /// The future of [`Offload::checked`]: the body's value, or why there is none.

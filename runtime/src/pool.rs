@@ -1,46 +1,27 @@
-//! The pool: the public [`Pool`] handle, what its threads share, submission and wake-ups,
-//! and shutdown.
+//! The pool: the public [`Pool`] handle, what its threads share, the path of a call into
+//! the queue, and shutdown.
 //!
-//! One call's path: [`Pool::spawn`] makes the job, its [`Offload`] queues it on first poll
-//! ([`Shared::submit`]), a worker (`worker.rs`) takes it from the queue (`queue.rs`) and
-//! runs it; the monitor (`monitor.rs`) starts threads when queued work waits behind
-//! blocked ones.
-//!
-//! # Who wakes whom
-//!
-//! A worker that runs out of work may spin for a few microseconds (at most `max_spinners`
-//! at a time, so spinning never takes every core), then puts itself on the idle list and
-//! parks. A submitter pushes its job and then, in order:
-//! 1. if a worker is spinning, or was unparked and has not looked at the queue yet
-//!    (`waking`), does nothing: that worker will see the job;
-//! 2. else if a worker is parked, takes the most recently parked one off the idle list and
-//!    unparks it (a hand-off to one thread that is really asleep, so no wake-up is lost to
-//!    a thread that was already waking, and rarely used threads are the ones that time out);
-//! 3. else if fewer than `core` threads (the number of CPUs, or `min_threads`) exist,
-//!    starts one;
-//! 4. else every worker is in a body; it wakes the monitor if it is parked, which decides
-//!    whether the pool needs more threads.
-//!
-//! Each step reads counters that the worker writes before its last look at the queue
-//! (`SeqCst` on both sides), so a job is never left with every worker asleep.
-//!
-//! A burst thus costs its submitters one unpark, not one per job: the woken worker, on
-//! taking a job while more wait, wakes the next (`worker.rs`), so the fan-out runs on the
-//! pool's threads and not on the executor's.
+//! One call's path: [`Pool::spawn`] makes the job, its [`Offload`] asks the pool on first
+//! poll how to start it ([`Shared::admit`]: inline, after a queue slot, or queued now),
+//! [`Shared::submit`] queues it (`queue.rs`) and tells the wake-up protocol (`sleep.rs`),
+//! a worker (`worker.rs`) takes and runs it. Who spins, parks and wakes whom is all in
+//! `sleep.rs`; which threads exist in `threads.rs`; the monitor (`monitor.rs`) starts
+//! threads beyond the CPU count when queued work waits behind blocked ones.
 //!
 //! # Shrinking and shutdown
 //!
 //! A parked worker above `min_threads` exits after `keep_alive` without work. When the last
 //! [`Pool`] handle is dropped, or [`Pool::shutdown`] is called, the pool is *closed*: new
 //! submissions fail with a shutdown error, workers finish the queue and exit. Shutdown
-//! waits for that (up to its deadline) on a condition variable that each exiting worker
-//! signals, then joins the threads that exited, so their `on_thread_stop` hooks have run
-//! and their `worker_local` values are dropped when it returns.
+//! waits for that (up to its deadline), then gives up on what is still queued: it fails
+//! those jobs, and waits for any worker that has just taken one to start it (counted
+//! running) or fail it (counted failed), so its report misses no job. It then joins the
+//! threads that exited, so their `on_thread_stop` hooks have run and their `worker_local`
+//! values are dropped when it returns.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::builder::{Builder, Hook};
@@ -49,10 +30,13 @@ use crate::error::Error;
 use crate::job::{new_job, TaskRef};
 use crate::limit::Limit;
 use crate::metrics::{Counters, Metrics};
+use crate::monitor::Monitor;
 use crate::offload::Offload;
-use crate::queue::{Padded, Queue};
+use crate::queue::Queue;
+use crate::sleep::{Notified, Sleep};
+#[cfg(feature = "metrics")]
 use crate::sync::lock_std as lock;
-use crate::worker::{Parker, WorkerSlot};
+use crate::threads::Threads;
 
 /// A cheap, cloneable handle to a thread pool for blocking work.
 ///
@@ -109,8 +93,6 @@ pub(crate) struct Config {
     pub(crate) locals: Arc<crate::local::Registry>,
     /// Threads started eagerly by submitters: the CPU count, at least `min_threads`.
     pub(crate) core: usize,
-    /// At most this many workers spin at once.
-    pub(crate) max_spinners: usize,
 }
 
 /// Everything the pool's threads share.
@@ -122,63 +104,41 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// The jobs waiting for a worker.
     pub(crate) queue: Queue,
-    /// Workers spinning for work now.
-    pub(crate) spinning: Padded<AtomicUsize>,
-    /// Workers taken off the idle list and unparked that have not looked at the queue yet.
-    /// Like spinners they will see what is queued, so submitters do not wake another for
-    /// each job pushed while a wake-up is on its way (an unpark costs the submitter, an
-    /// executor thread, a system call, and the woken thread competes with it for a core).
-    pub(crate) waking: Padded<AtomicUsize>,
-    /// Workers parked now (mirror of `State::idle.len()`, readable without the lock).
-    pub(crate) sleeping: AtomicUsize,
-    /// Worker threads alive (mirror of `State::threads`).
-    pub(crate) threads: AtomicUsize,
+    /// Who spins, parks and wakes whom (`sleep.rs`).
+    pub(crate) sleep: Sleep,
+    /// Which workers exist (`threads.rs`).
+    pub(crate) threads: Threads,
+    /// The thread that adds workers beyond the CPU count (`monitor.rs`).
+    pub(crate) monitor: Monitor,
     /// Bodies running now.
     pub(crate) running: AtomicUsize,
-    /// No new submissions: shut down or every handle dropped. Set under the state lock, so
-    /// a check made holding that lock stays true until the lock is released.
-    pub(crate) closed: AtomicBool,
+    /// No new submissions: shut down or every handle dropped.
+    closed: AtomicBool,
     /// `shutdown` was called: bodies of this pool see `is_cancelled()` return true.
     pub(crate) stopping: Arc<AtomicBool>,
     /// `shutdown` gave up on queued jobs: a worker that takes one fails it instead.
     pub(crate) stopped: AtomicBool,
     /// The `on_cancel` hooks of the bodies running now.
     pub(crate) cancels: Arc<Cancels>,
-    /// The monitor is ticking (not parked), so submitters need not call it.
-    pub(crate) monitor_awake: AtomicBool,
     /// Bounds the queue when `queue_capacity` was set.
     pub(crate) queue_limit: Option<Arc<Limit>>,
     pub(crate) counters: Counters,
-    /// Thread bookkeeping, under one lock taken only off the fast path.
-    pub(crate) state: Mutex<State>,
-    /// The parked monitor waits here.
-    pub(crate) monitor_wake: Condvar,
-    /// Shutdown waits here; each exiting worker signals it.
-    pub(crate) quiet: Condvar,
 }
 
-/// Thread bookkeeping, under `Shared::state`.
-pub(crate) struct State {
-    /// Workers counted in (started or being started) and not yet exited.
-    pub(crate) threads: usize,
-    /// Parked workers, most recently parked last. A waker pops one and unparks it, so each
-    /// wake-up goes to exactly one worker that is really asleep.
-    pub(crate) idle: Vec<Arc<Parker>>,
-    /// The `n` of the next thread's name `{prefix}-{n}`.
-    pub(crate) next_id: usize,
-    /// One per worker counted in, for the monitor to see which are blocked.
-    pub(crate) slots: Vec<Arc<WorkerSlot>>,
-    /// The worker threads started and not yet known to have ended (pruned at each start).
-    pub(crate) handles: Vec<JoinHandle<()>>,
-    /// The monitor thread exists.
-    pub(crate) monitor_started: bool,
-    /// A submitter asked the parked monitor to look.
-    pub(crate) monitor_wanted: bool,
+/// How a call that is ready to run starts ([`Shared::admit`]).
+pub(crate) enum Admit {
+    /// Right here, in the poll: a nested call on a worker of its own pool that no other
+    /// thread could take.
+    Inline,
+    /// After a slot of the bounded queue.
+    Slot(Arc<Limit>),
+    /// Queued now.
+    Queue,
 }
 
 /// Every pool built, for `publish_metrics` (feature `metrics`); dead ones are pruned.
 #[cfg(feature = "metrics")]
-static POOLS: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+static POOLS: std::sync::Mutex<Vec<std::sync::Weak<Shared>>> = std::sync::Mutex::new(Vec::new());
 
 /// The name and figures of every pool still alive (feature `metrics`).
 #[cfg(feature = "metrics")]
@@ -260,33 +220,20 @@ impl Pool {
                 on_thread_stop: b.on_thread_stop,
                 locals: Arc::new(locals),
                 core: cpus.max(b.min_threads).min(b.max_threads),
-                max_spinners: (cpus / 2).max(1),
             },
             epoch: Instant::now(),
             queue: Queue::new(cpus),
-            spinning: Padded::default(),
-            waking: Padded::default(),
-            sleeping: AtomicUsize::new(0),
-            threads: AtomicUsize::new(0),
+            // Spinners never take every core.
+            sleep: Sleep::new((cpus / 2).max(1)),
+            threads: Threads::new(),
+            monitor: Monitor::new(),
             running: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             stopping: Arc::new(AtomicBool::new(false)),
             stopped: AtomicBool::new(false),
             cancels: Arc::new(Cancels::new(name)),
-            monitor_awake: AtomicBool::new(false),
             queue_limit: b.queue_capacity.map(|n| Arc::new(Limit::new(n))),
             counters: Counters::default(),
-            state: Mutex::new(State {
-                threads: 0,
-                idle: Vec::new(),
-                next_id: 0,
-                slots: Vec::new(),
-                handles: Vec::new(),
-                monitor_started: false,
-                monitor_wanted: false,
-            }),
-            monitor_wake: Condvar::new(),
-            quiet: Condvar::new(),
         };
         let shared = Arc::new(shared);
         #[cfg(feature = "metrics")]
@@ -410,55 +357,29 @@ impl Pool {
         let end = Instant::now().checked_add(deadline);
         // A body of this pool calling shutdown is itself a worker that cannot exit yet.
         let own = usize::from(s.is_own_worker());
-        // Workers finish the queue, then exit, each signalling `quiet`.
-        let mut st = lock(&s.state);
-        while st.threads > own {
-            let now = Instant::now();
-            let left = match end {
-                Some(end) if end > now => end - now,
-                Some(_) => break,
-                None => Duration::MAX,
-            };
-            st = s
-                .quiet
-                .wait_timeout(st, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-        // From here no body starts: workers that take a job fail it, and one that took a
-        // job just before is waited for (it is about to start the body or drop it).
-        // (Without the state lock: such a worker may need it to wake another.)
+        // Workers finish the queue, then exit.
+        s.threads.wait_until_at_most(own, end);
+        // From here no body starts: what is queued is failed, by us or by a worker that
+        // takes it first (which counts it). A worker that took a job before is waited for:
+        // it either starts the body (counted running) or fails it (counted failed) before
+        // it clears `starting`; and it set `starting` before it took the job, which was
+        // before our drain found it gone.
+        let failed_before = s.counters.failed_at_stop.load(SeqCst);
         s.stopped.store(true, SeqCst);
-        let slots = st.slots.clone();
-        drop(st);
+        let failed = s.fail_queued(|| Error::shutdown(Arc::clone(&s.name)));
+        let slots = s.threads.slots();
         for slot in &slots {
             while slot.starting.load(SeqCst) {
                 std::thread::yield_now();
             }
         }
-        let mut st = lock(&s.state);
-        // Join the threads that exited (their hooks and locals are done when a join
-        // returns); those still in a body at the deadline run on, unjoined.
-        let still_running_in: Vec<&'static str> = st
-            .slots
+        let failed = failed + (s.counters.failed_at_stop.load(SeqCst) - failed_before);
+        let still_running_in: Vec<&'static str> = slots
             .iter()
             .filter(|slot| slot.busy_since.load(Relaxed) != 0)
             .filter_map(|slot| crate::site::name_of(slot.running_in.load(Relaxed)))
             .collect();
-        let alive: Vec<_> = st
-            .slots
-            .iter()
-            .filter_map(|s| s.thread.get().copied())
-            .collect();
-        let (exited, running): (Vec<_>, Vec<_>) = std::mem::take(&mut st.handles)
-            .into_iter()
-            .partition(|h| !alive.contains(&h.thread().id()));
-        st.handles = running;
-        drop(st);
-        for handle in exited {
-            let _ = handle.join();
-        }
-        let failed = s.fail_queued(|| Error::shutdown(Arc::clone(&s.name)));
+        s.threads.join_retired();
         ShutdownReport {
             still_running: s.running.load(SeqCst),
             still_running_in,
@@ -480,7 +401,7 @@ impl Shared {
     /// A snapshot of the gauges and totals (see [`Pool::metrics`]).
     pub(crate) fn metrics(&self) -> Metrics {
         let c = &self.counters;
-        let threads = self.threads.load(Relaxed);
+        let threads = self.threads.count();
         let running = self.running.load(Relaxed);
         Metrics {
             threads,
@@ -520,23 +441,25 @@ impl Shared {
         self.counters.cancelled.fetch_add(1, Relaxed);
     }
 
-    /// Workers that will look at the queue without a wake-up: spinning, or unparked and on
-    /// their way.
-    pub(crate) fn searching(&self) -> usize {
-        self.spinning.load(SeqCst) + self.waking.load(SeqCst)
-    }
-
-    /// A worker is spinning and nothing is queued: a job pushed now starts at once.
-    pub(crate) fn has_idle_spinner(&self) -> bool {
-        self.spinning.load(Relaxed) > 0 && self.queue.looks_empty()
-    }
-
     /// Another thread can take a call now: an idle worker, or room to start one. A nested
     /// call made on a worker runs inline only when this is false.
-    pub(crate) fn can_take_another(&self) -> bool {
-        self.sleeping.load(SeqCst) > 0
-            || self.searching() > 0
-            || self.threads.load(SeqCst) < self.config.max_threads
+    fn can_take_another(&self) -> bool {
+        self.sleep.sleeping() > 0
+            || self.sleep.searching() > 0
+            || self.threads.count() < self.config.max_threads
+    }
+
+    /// How a call that is ready to run starts: inline when it is a nested call on a
+    /// worker of this pool that no other thread could take (so nested calls never
+    /// deadlock), after a queue slot when the queue is bounded, else queued now.
+    pub(crate) fn admit(&self) -> Admit {
+        if self.is_own_worker() && !self.can_take_another() {
+            Admit::Inline
+        } else if let Some(slots) = &self.queue_limit {
+            Admit::Slot(Arc::clone(slots))
+        } else {
+            Admit::Queue
+        }
     }
 
     /// Fails every queued job that has not started with `err()`; returns how many.
@@ -551,9 +474,15 @@ impl Shared {
         failed
     }
 
-    /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit).
-    /// On a closed pool, fails it with a shutdown error instead.
-    pub(crate) fn submit<T>(self: &Arc<Self>, job: &TaskRef<T>, urgent: bool) {
+    /// Queues `job`, ahead of the others if it is `urgent` (it holds a `limit` permit), and
+    /// makes sure a worker will look at it. On a closed pool, fails it with a shutdown
+    /// error instead.
+    ///
+    /// A caller that awaits no other call (`alone`) and whose job a spinning worker takes
+    /// at once then spins briefly for the result (`sleep::caller_spin`): a trivial call
+    /// costs it no park and wake-up of its own thread.
+    pub(crate) fn submit<T>(self: &Arc<Self>, job: &TaskRef<T>, urgent: bool, alone: bool) {
+        let quick = alone && self.sleep.spinning() && self.queue.looks_empty();
         self.counters.queued.fetch_add(1, SeqCst);
         self.queue.push(job.erase(), self.now(), urgent);
         // Checked after the push: closed before it, or closed and drained while we pushed,
@@ -567,71 +496,41 @@ impl Shared {
             }
             return;
         }
-        self.notify();
+        if self.sleep.job_queued() == Notified::NoneIdle {
+            self.need_thread();
+        }
+        if quick {
+            crate::sleep::caller_spin(|| job.is_done());
+        }
     }
 
-    /// After a push: make sure some worker will look at the queue (steps 1-4 above).
-    fn notify(self: &Arc<Self>) {
-        if self.searching() > 0 {
-            return;
-        }
-        let threads = self.threads.load(SeqCst);
-        if self.sleeping.load(SeqCst) == 0
-            && threads >= self.config.core
-            && (self.monitor_awake.load(SeqCst) || threads >= self.config.max_threads)
-        {
-            return;
-        }
-        self.wake_or_grow();
-    }
-
+    /// Queued work and no idle worker: below `core` threads, start one; past that, every
+    /// worker is in a body, and the monitor decides whether the pool needs more.
     #[cold]
-    pub(crate) fn wake_or_grow(self: &Arc<Self>) {
-        let mut st = lock(&self.state);
-        if self.is_closed() {
+    pub(crate) fn need_thread(self: &Arc<Self>) {
+        let threads = self.threads.count();
+        if threads < self.config.core && self.start_threads(1, self.config.core) > 0 {
             return;
         }
-        if let Some(parker) = st.idle.pop() {
-            self.sleeping.store(st.idle.len(), SeqCst);
-            parker.claim(&self.waking);
-            drop(st);
-            parker.unpark();
-        } else if st.threads < self.config.core {
-            let reserved = self.reserve_worker(&mut st);
-            drop(st);
-            self.launch(reserved);
-        } else if st.threads < self.config.max_threads && !self.monitor_awake.load(SeqCst) {
-            if st.monitor_started {
-                st.monitor_wanted = true;
-                self.monitor_wake.notify_one();
-            } else {
-                st.monitor_started = true;
-                self.monitor_awake.store(true, SeqCst);
-                let shared = Arc::clone(self);
-                let builder = std::thread::Builder::new()
-                    .name(format!("{}-monitor", self.name))
-                    .stack_size(64 << 10);
-                let spawned = crate::priority::spawn(builder, move || crate::monitor::run(&shared));
-                if spawned.is_err() {
-                    st.monitor_started = false;
-                    self.monitor_awake.store(false, SeqCst);
-                }
-            }
+        if threads < self.config.max_threads && !self.monitor.is_awake() {
+            self.monitor.poke(self);
         }
+    }
+
+    /// Starts up to `n` workers while fewer than `below` exist; returns how many.
+    pub(crate) fn start_threads(self: &Arc<Self>, n: usize, below: usize) -> usize {
+        let reserved = self.threads.reserve(n, below);
+        let started = reserved.len();
+        for r in reserved {
+            self.launch(r);
+        }
+        started
     }
 
     pub(crate) fn close(&self) {
-        let mut st = lock(&self.state);
         self.closed.store(true, SeqCst);
-        let idle = std::mem::take(&mut st.idle);
-        self.sleeping.store(0, SeqCst);
-        for parker in &idle {
-            parker.claim(&self.waking);
-        }
-        drop(st);
-        for parker in idle {
-            parker.unpark();
-        }
-        self.monitor_wake.notify_all();
+        self.threads.close();
+        self.sleep.close();
+        self.monitor.close();
     }
 }

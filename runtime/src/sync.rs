@@ -1,18 +1,18 @@
-//! The synchronisation primitives of the job state machine and the `on_cancel` hooks,
-//! swapped for loom's under `--cfg loom` so that the loom models in `job.rs` and
-//! `cancel.rs` explore every interleaving.
+//! The synchronisation primitives of the job state machine, the wake-up protocol and the
+//! `on_cancel` hooks, swapped for loom's under `--cfg loom` so that the loom models in
+//! `job.rs`, `sleep.rs` and `cancel.rs` explore every interleaving.
 
 #[cfg(loom)]
 pub(crate) use loom::{
     cell::UnsafeCell,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{fence, AtomicBool, AtomicUsize, Ordering},
         Mutex, MutexGuard,
     },
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicUsize, Ordering},
+    atomic::{fence, AtomicBool, AtomicUsize, Ordering},
     Mutex, MutexGuard,
 };
 

@@ -248,6 +248,40 @@ fn shutdown_with_a_stuck_body_reports_it_and_fails_the_queue() {
 }
 
 #[test]
+fn a_shutdown_right_after_a_submit_reports_the_job_as_running_or_failed() {
+    // The call is queued while its worker is still starting (or just woken), and shutdown
+    // gives up on the queue at once: a worker may take the job in between. Whoever ends it,
+    // the report must count it, once, and agree with what the caller gets.
+    for round in 0..300 {
+        let pool = Pool::builder().min_threads(0).max_threads(2).build();
+        if round % 2 == 1 {
+            // A warm pool: its worker is parked or spinning, not starting.
+            block_on(pool.spawn(|| ()));
+        }
+        let gate = Gate::default();
+        let mut call = {
+            let gate = gate.clone();
+            pool.spawn(move || gate.wait()).checked()
+        };
+        poll_pending(&mut call);
+        let report = pool.shutdown(Duration::ZERO);
+        assert_eq!(
+            report.still_running + report.failed,
+            1,
+            "round {round}: {report:?}"
+        );
+        gate.open();
+        match block_on(call) {
+            Ok(()) => assert_eq!(report.still_running, 1, "round {round}: it ran"),
+            Err(e) => {
+                assert!(e.is_shutdown(), "{e}");
+                assert_eq!(report.failed, 1, "round {round}: it was failed");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_nested_call_sees_the_outer_cancellation_and_may_block_on_futures() {
     let pool = Pool::builder().max_threads(4).build();
     // With room, the nested call is queued: its body may use an executor of its own.
