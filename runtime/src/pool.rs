@@ -512,9 +512,17 @@ impl Shared {
         if threads < self.config.core && self.start_threads(1, self.config.core) > 0 {
             return;
         }
-        if threads < self.config.max_threads && !self.monitor.is_awake() {
-            self.monitor.poke(self);
+        if threads >= self.config.max_threads || self.monitor.is_awake() {
+            return;
         }
+        // A worker that has no job in hand will look at the queue again (`sleep.rs`): only
+        // when every worker has one may the queue need a thread the monitor would start.
+        // (Checked here, off the fast path, so that a sequential caller that finds its
+        // worker between two jobs does not wake the monitor for nothing.)
+        if self.threads.any_free() {
+            return;
+        }
+        self.monitor.poke(self);
     }
 
     /// Starts up to `n` workers while fewer than `below` exist; returns how many.

@@ -1,8 +1,10 @@
-//! The wake-up protocol: who spins, who parks, who wakes whom. The pool calls four things
-//! of [`Sleep`] and nothing else touches its state:
+//! The wake-up protocol: who spins, who parks, who wakes whom. The pool calls these of
+//! [`Sleep`] and nothing else touches its state:
 //!
 //! - a submitter, after pushing a job: [`Sleep::job_queued`];
 //! - a worker that took a job while more wait: [`Sleep::job_taken`];
+//! - a worker finishing a body with nothing queued, that will spin: [`Sleep::start_looking`]
+//!   before it hands over the result ([`Sleep::found_work`] if it then takes a job);
 //! - a worker out of work: [`Sleep::spin`] while its [`SpinRule`] says spinning pays, then
 //!   [`Sleep::park`];
 //! - the pool closing: [`Sleep::close`].
@@ -25,7 +27,12 @@
 //!
 //! A worker out of work spins only while its [`SpinRule`] says the next job has lately come
 //! within a spin; then it puts itself on the idle list, looks at the queue once more, and
-//! parks until a submitter claims it, the pool closes, or its keep-alive runs out.
+//! parks until a submitter claims it, the pool closes, or its keep-alive runs out. It counts
+//! as searching from just before it hands over its last result: a caller that sees its
+//! result calls again within a fraction of a microsecond, before the worker is back at the
+//! queue, and found no spinner (so woke another worker and did not spin for its result)
+//! in a third to four fifths of its calls. A spin that loses its CPU for a while (the cores
+//! are busy) stops: it would hold up the thread it shares a core with.
 //!
 //! # Why no job waits while every worker sleeps
 //!
@@ -69,6 +76,10 @@ use crate::sync::{fence, lock, AtomicBool, AtomicUsize, Mutex, Ordering::SeqCst}
 /// call of a caller that is being woken (20-60 µs here), short enough that a pool going
 /// quiet burns little.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(100);
+
+/// A spin that sees this much time pass between two of its looks (a few hundred
+/// nanoseconds apart when it has a CPU) was descheduled: the cores are busy.
+const PREEMPTED: Duration = Duration::from_micros(20);
 
 /// A gap this short is a caller calling back to back: both sides were awake.
 pub(crate) const BACK_TO_BACK: Duration = Duration::from_micros(10);
@@ -215,16 +226,42 @@ impl Sleep {
         parker.claimed.store(true, SeqCst);
     }
 
-    /// A worker out of work spins for at most [`SPIN_FOR`] while `work()` is false and the
-    /// pool is open (`closed()` false), if fewer than `max_spinners` spin already. True if
-    /// work came.
-    pub(crate) fn spin(&self, work: impl Fn() -> bool, closed: impl Fn() -> bool) -> bool {
+    /// A worker about to run out of work (it is finishing a job with nothing queued, and
+    /// will spin) starts looking now, before it hands over the result: the caller, which
+    /// may call again within a fraction of a microsecond, then finds a spinner, and no
+    /// submitter wakes another worker for a job this one is about to take. False if
+    /// `max_spinners` spin already.
+    pub(crate) fn start_looking(&self) -> bool {
         if self.spinning.fetch_add(1, SeqCst) >= self.max_spinners {
             self.spinning.fetch_sub(1, SeqCst);
             return false;
         }
         self.searching.fetch_add(1, SeqCst);
+        true
+    }
+
+    /// A worker that started looking took a job.
+    pub(crate) fn found_work(&self) {
+        self.searching.fetch_sub(1, SeqCst);
+        self.spinning.fetch_sub(1, SeqCst);
+    }
+
+    /// A worker out of work spins for at most [`SPIN_FOR`] while `work()` is false and the
+    /// pool is open (`closed()` false). `looking`: it started looking already
+    /// ([`start_looking`](Sleep::start_looking)); else it starts now, unless
+    /// `max_spinners` spin already. True if work came; the worker is then no longer
+    /// counted as looking either way.
+    pub(crate) fn spin(
+        &self,
+        looking: bool,
+        work: impl Fn() -> bool,
+        closed: impl Fn() -> bool,
+    ) -> bool {
+        if !looking && !self.start_looking() {
+            return false;
+        }
         let start = Instant::now();
+        let mut seen = Duration::ZERO;
         let mut i: u32 = 0;
         let found = loop {
             if work() {
@@ -235,8 +272,14 @@ impl Sleep {
                 break false;
             }
             i = i.wrapping_add(1);
-            if i % 128 == 0 && (closed() || start.elapsed() >= SPIN_FOR) {
-                break false;
+            if i % 128 == 0 {
+                let now = start.elapsed();
+                // A spin that lost its CPU for a while (the cores are busy with other
+                // threads) holds up whoever it shares one with: park instead.
+                if closed() || now >= SPIN_FOR || now - seen >= PREEMPTED {
+                    break false;
+                }
+                seen = now;
             }
             std::hint::spin_loop();
         };
@@ -406,6 +449,16 @@ impl SpinRule {
         self.short_body = u128::from(ns) < CALLER_SPIN.as_nanos();
     }
 
+    /// Whether [`should_spin`](SpinRule::should_spin) would say to spin if the worker ran
+    /// dry now (it changes nothing).
+    pub(crate) fn would_spin(&self) -> bool {
+        self.last == Gap::BackToBack
+            || self.back_to_back >= Self::FULL / 2
+            || (self.last == Gap::WithinSpin
+                && self.short_body
+                && self.since_probe + 1 >= self.probe_every)
+    }
+
     /// Whether to spin now, having just run dry.
     pub(crate) fn should_spin(&mut self) -> bool {
         if self.last == Gap::BackToBack || self.back_to_back >= Self::FULL / 2 {
@@ -444,37 +497,47 @@ impl Default for SpinRule {
 /// park and a wake-up (20-60 µs), which would otherwise be the whole cost of such a call.
 const CALLER_SPIN: Duration = Duration::from_micros(4);
 
-/// A caller whose spins have not been paying still tries once in this many calls, to
-/// notice when they would again.
-const CALLER_PROBE_EVERY: u32 = 32;
+/// A caller whose last few spins all missed (its bodies are longer than a spin) spins only
+/// once in this many calls, to notice when they would pay again; one that sees its result
+/// spins again at once. A caller that stopped spinning for good after a few misses (a
+/// preempted worker, another pool's burst) would sleep between calls from then on, and so
+/// would the worker: the slow mode, from the caller's side.
+const CALLER_PROBE_EVERY: u32 = 8;
 
-/// One thread's record of whether spinning for results has been paying.
+/// Misses in a row after which a caller only probes.
+const CALLER_MISSES: u32 = 4;
+
+/// One thread's record of its recent spins for results.
 struct CallerRule {
-    /// Among recent spins, the share that saw the result, in fixed point.
-    hits: u32,
+    /// Spins in a row that missed their result.
+    misses: u32,
+    /// Calls since the last probe, while missing.
     since_probe: u32,
 }
 
 thread_local! {
     static CALLER: std::cell::RefCell<CallerRule> = const {
-        std::cell::RefCell::new(CallerRule { hits: SpinRule::FULL, since_probe: 0 })
+        std::cell::RefCell::new(CallerRule { misses: 0, since_probe: 0 })
     };
 }
 
 /// The caller's side of a fast round trip: right after queueing a call that a spinning
 /// worker takes at once, from a thread that awaits no other call, spin up to
-/// [`CALLER_SPIN`] for `done()`, while that has lately paid on this thread. With other
-/// calls out, the thread has their tasks to run instead (16 tasks calling back to back on
-/// a 2-worker runtime did 1.28 M calls/s without a spin against 0.99 M with it); bodies
-/// longer than the spin soon stop it, at the cost of a probe now and then.
+/// [`CALLER_SPIN`] for `done()`. With other calls out, the thread has their tasks to run
+/// instead (16 tasks calling back to back on a 2-worker runtime did 1.28 M calls/s without
+/// a spin against 0.99 M with it); a thread whose bodies are longer than the spin soon
+/// spins only once in [`CALLER_PROBE_EVERY`] calls.
 pub(crate) fn caller_spin(done: impl Fn() -> bool) {
     let go = CALLER.with_borrow_mut(|r| {
+        if r.misses < CALLER_MISSES {
+            return true;
+        }
         r.since_probe += 1;
         let probe = r.since_probe >= CALLER_PROBE_EVERY;
         if probe {
             r.since_probe = 0;
         }
-        probe || r.hits >= SpinRule::FULL / 2
+        probe
     });
     if !go {
         return;
@@ -492,7 +555,7 @@ pub(crate) fn caller_spin(done: impl Fn() -> bool) {
         std::hint::spin_loop();
     };
     CALLER.with_borrow_mut(|r| {
-        r.hits = r.hits - r.hits / 8 + if hit { SpinRule::FULL / 8 } else { 0 };
+        r.misses = if hit { 0 } else { r.misses.saturating_add(1) };
     });
 }
 
@@ -633,17 +696,30 @@ mod loom_models {
     /// `total` jobs done closes, which lets the other out.
     fn worker(sleep: &Sleep, jobs: &Jobs, done: &AtomicUsize, total: usize, spin: bool) {
         let parker = Parker::new();
+        // A spinning worker starts looking as it finishes a job with nothing queued, as
+        // the real one does before it hands over the result.
+        let mut looking = false;
         loop {
             while jobs.take() {
+                if std::mem::take(&mut looking) {
+                    sleep.found_work();
+                }
                 done.fetch_add(1, SeqCst);
                 let _ = sleep.job_taken(jobs.0.load(SeqCst));
+                if spin && !jobs.any() {
+                    looking = sleep.start_looking();
+                }
             }
             if done.load(SeqCst) == total {
+                if looking {
+                    sleep.found_work();
+                }
                 // Every job ran: let the other worker out too.
                 sleep.close();
                 return;
             }
-            if spin && sleep.spin(|| jobs.any(), || false) {
+            let was_looking = std::mem::take(&mut looking);
+            if (spin || was_looking) && sleep.spin(was_looking, || jobs.any(), || false) {
                 continue;
             }
             match sleep.park(&parker, None, || jobs.any()) {

@@ -7,7 +7,10 @@
 //! retires. The count decides growth, so two submitters racing for the last free place
 //! below `core` reserve one thread, not two.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -133,6 +136,17 @@ impl Threads {
     /// No more workers are reserved.
     pub(crate) fn close(&self) {
         lock(&self.book).closed = true;
+    }
+
+    /// Some worker counted in has not taken a job it has yet to finish: it will look at the
+    /// queue again (taking a job, spinning, or parking after a last look), or start and
+    /// look for the first time.
+    pub(crate) fn any_free(&self) -> bool {
+        lock(&self.book).slots.iter().any(|slot| {
+            // `starting` first: a worker that took a job set it before and cleared it only
+            // after marking its body begun.
+            !slot.starting.load(SeqCst) && slot.busy_since.load(Relaxed) == 0
+        })
     }
 
     /// The slots of the workers counted in now.

@@ -140,7 +140,18 @@ impl Shared {
         }
         run_hook(self.config.on_thread_start.as_ref());
         let parker = Parker::new();
-        let mut rule = SpinRule::default();
+        let rule = RefCell::new(SpinRule::default());
+        // Counted as looking for work since the end of the last body (`Sleep::start_looking`).
+        let looking = Cell::new(false);
+        // As a body ends, with nothing queued: start looking before its result is handed
+        // over, if this worker will spin, so that its caller's next call finds it spinning.
+        let ahead = |ran_ns: u64| {
+            let mut rule = rule.borrow_mut();
+            rule.ran(ran_ns);
+            if rule.would_spin() && self.queue.looks_empty() {
+                looking.set(self.sleep.start_looking());
+            }
+        };
         // When this worker last ran out of work (if it has not found any since).
         let mut dry_since: Option<u64> = None;
         // A keep-alive too long to represent is for ever.
@@ -149,8 +160,11 @@ impl Shared {
             .map(|_| self.config.keep_alive);
         loop {
             while let Some(entry) = self.take_job(slot, home) {
+                if looking.replace(false) {
+                    self.sleep.found_work();
+                }
                 if let Some(since) = dry_since.take() {
-                    rule.record(entry.at.saturating_sub(since));
+                    rule.borrow_mut().record(entry.at.saturating_sub(since));
                 }
                 if self.stopped.load(SeqCst) {
                     // Shutdown has given up on queued jobs: this one fails like them, and
@@ -170,23 +184,29 @@ impl Shared {
                 }
                 // A body that started cleared `starting` then (`Accounting::started`); a job
                 // abandoned before it could start did not.
-                let (outcome, ran_ns) = self.run_job(&entry.job, Some(slot), Some(entry.at));
+                let outcome = self.run_job(&entry.job, Some(slot), Some(entry.at), Some(&ahead));
                 if outcome == Outcome::NotRun {
                     slot.starting.store(false, SeqCst);
                 }
-                rule.ran(ran_ns);
             }
             dry_since.get_or_insert_with(|| self.now());
+            let was_looking = looking.replace(false);
             if self.is_closed() {
+                if was_looking {
+                    self.sleep.found_work(); // no longer looking: it leaves
+                }
                 // Closed and the queue empty: a job pushed from now on is failed by its
                 // submitter, which checks `closed` after its push.
                 self.threads.retire(slot);
                 break;
             }
-            if rule.should_spin()
-                && self
-                    .sleep
-                    .spin(|| !self.queue.looks_empty(), || self.is_closed())
+            let wants = rule.borrow_mut().should_spin();
+            if (was_looking || wants)
+                && self.sleep.spin(
+                    was_looking,
+                    || !self.queue.looks_empty(),
+                    || self.is_closed(),
+                )
             {
                 continue;
             }
@@ -196,7 +216,8 @@ impl Shared {
             {
                 Parked::Woken | Parked::Closed => {}
                 Parked::TimedOut(waited) => {
-                    rule.record(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
+                    let waited = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+                    rule.borrow_mut().record(waited);
                     dry_since = None;
                     let min = self.config.min_threads;
                     // Decided under the threads lock: see `Threads::retire_if`.
@@ -231,30 +252,31 @@ impl Shared {
 
     /// Runs a nested call's job right here, on a worker of its own pool.
     pub(crate) fn run_inline(&self, job: &JobRef) {
-        let _ = self.run_job(job, None, None);
+        self.run_job(job, None, None, None);
     }
 
-    /// Runs one job on this thread, with `is_cancelled()` and the totals kept; returns how
-    /// it ended and how long its body ran, in nanoseconds.
+    /// Runs one job on this thread, with `is_cancelled()` and the totals kept; `ahead` is
+    /// told how long the body ran, before its result is handed over.
     fn run_job(
         &self,
         job: &JobRef,
         slot: Option<&WorkerSlot>,
         queued_at: Option<u64>,
-    ) -> (Outcome, u64) {
+        ahead: Option<&dyn Fn(u64)>,
+    ) -> Outcome {
         let acct = Accounting {
             shared: self,
             slot,
             queued_at,
             start: Cell::new(0),
-            ran: Cell::new(0),
+            ahead,
             job: job.id(),
             hooks: crate::cancel::registered_here(),
         };
         CURRENT.with_borrow_mut(|jobs| jobs.push(job.clone()));
         let outcome = job.run(&acct);
         CURRENT.with_borrow_mut(Vec::pop);
-        (outcome, acct.ran.get())
+        outcome
     }
 
     /// True on a worker thread of this pool: a call made here runs inline.
@@ -274,8 +296,9 @@ struct Accounting<'a> {
     /// When the job was queued; `None` for an inline nested call, which never was.
     queued_at: Option<u64>,
     start: Cell<u64>,
-    /// How long the body ran, once it has.
-    ran: Cell<u64>,
+    /// Told how long the body ran, before its result is handed over (the worker's look
+    /// ahead: see `worker_main`).
+    ahead: Option<&'a dyn Fn(u64)>,
     /// The job's id, and the count of `on_cancel` hooks registered on this thread before it.
     job: usize,
     hooks: u64,
@@ -318,13 +341,16 @@ impl RunHooks for Accounting<'_> {
         if let Some(slot) = self.slot {
             slot.busy_since.store(0, Relaxed);
         }
-        self.ran.set(now.saturating_sub(self.start.get()));
-        s.counters.run_ns.fetch_add(self.ran.get(), Relaxed);
+        let ran = now.saturating_sub(self.start.get());
+        s.counters.run_ns.fetch_add(ran, Relaxed);
         match outcome {
             Outcome::Completed => s.counters.completed.fetch_add(1, Relaxed),
             _ => s.counters.panicked.fetch_add(1, Relaxed),
         };
         s.running.fetch_sub(1, SeqCst);
+        if let Some(ahead) = self.ahead {
+            ahead(ran);
+        }
     }
 }
 
