@@ -35,10 +35,12 @@
 //!
 //! Every scenario is bounded in time: bodies that block wait on a [`Gate`] that is opened
 //! when the measurement ends (and on unwinding), and that they leave by themselves after
-//! [`SLOW_CAP`] in any case; every loop has a count bound.
+//! [`SLOW_CAP`] in any case; every loop has a count bound, and the sequential callers of
+//! `no_slow_mode` run as tasks that are given up after [`TURN_CAP`].
 
 mod support;
 
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock};
@@ -56,6 +58,7 @@ use support::{
 /// the scenarios' names in the results file.
 const SCENARIOS: &[(&str, fn())] = &[
     ("summary", summary),
+    ("no_slow_mode", no_slow_mode),
     ("fast_behind_slow", fast_behind_slow),
     ("mixed_stream", mixed_stream),
     ("cpu_bound", cpu_bound),
@@ -177,6 +180,27 @@ fn scaled(n: usize) -> usize {
 /// A scenario's results, written when it ends unless this is a test run.
 fn results(scenario: &'static str) -> Results {
     Results::new(scenario, !args().test)
+}
+
+/// Runs `fut` as a task of `rt` (a spawned task, as users meet it: on a multi-thread
+/// runtime `block_on`'s own future runs on the calling thread, not on a worker) and waits
+/// for it at most `cap`; `None` (the task aborted) if it took longer.
+fn capped<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    cap: Duration,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let task = rt.spawn(fut);
+    let abort = task.abort_handle();
+    let out = rt.block_on(async { tokio::time::timeout(cap, task).await });
+    match out {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        _ => {
+            abort.abort();
+            None
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1045,4 +1069,329 @@ fn barrier() {
         }
     }
     res.save();
+}
+
+// ---------------------------------------------------------------------------------------
+// no slow mode
+
+/// The longest one contender's turn in a part of `no_slow_mode` or `throughput` may take:
+/// its task is aborted then, and the part says so.
+const TURN_CAP: Duration = Duration::from_secs(60);
+
+/// `n` sequential trivial calls from one task, each awaited: each call's latency, in order.
+async fn sequential(who: Contender, n: usize) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        black_box(who.call(move || black_box(i)).await);
+        lat.push(t.elapsed());
+    }
+    lat
+}
+
+/// p50 and p99 of latencies in any order.
+fn p50_p99(lat: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = lat.to_vec();
+    sorted.sort();
+    (percentile(&sorted, 0.5), percentile(&sorted, 0.99))
+}
+
+/// The median of `v` (the upper one of an even count), `NaN` if empty.
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The smallest and largest of `v`.
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+/// Target "no slow mode": a sequential caller is back in the fast mode within a few calls
+/// after any disturbance. One task makes sequential trivial calls, awaiting each, on one
+/// multi-thread runtime with 2 workers kept for the whole scenario (offthread on its default
+/// pool, as `offthread::spawn` and `#[offload]` use it). Three parts, each per contender, with
+/// the p50 and p99 of the calls' latencies:
+///
+/// - `bursts`: bursts of 50 calls, a 2 ms `tokio::time::sleep` before each: all calls, each
+///   burst's first call, and its other 49;
+/// - `after`: 2 000 calls right after a disturbance: 5 000 `spawn_blocking` calls made one
+///   after another on the same runtime; a 50 ms pause; 64 concurrent calls of a 5 ms sleep
+///   on the same contender; 16 tasks making trivial calls to another offthread `Pool` for
+///   100 ms;
+/// - `turns`: 7 rounds in which each contender makes 20 000 calls in turn, in an order that
+///   rotates from round to round: each round's p50 and p99 (median over rounds, and the
+///   p50's range), the process's CPU time per call over the turn (`/proc/self/stat`, 10 ms
+///   ticks: 0.5 µs per call), and offthread's p50 over spawn_blocking's in each round.
+fn no_slow_mode() {
+    let mut res = results("no_slow_mode");
+    let rt = runtime(true);
+    eprintln!(
+        "\nno slow mode: one task making sequential trivial calls, awaiting each, on one \
+         multi-thread runtime (2 workers) for the whole scenario; offthread on its default pool"
+    );
+    // The contenders' first threads start before anything is measured.
+    for who in CONTENDERS {
+        let _ = capped(&rt, TURN_CAP, sequential(who, 100));
+    }
+    no_slow_bursts(&rt, &mut res);
+    no_slow_after(&rt, &mut res);
+    no_slow_turns(&rt, &mut res);
+    drop(rt);
+    res.save();
+}
+
+/// `no_slow_mode`'s `bursts` part.
+fn no_slow_bursts(rt: &tokio::runtime::Runtime, res: &mut Results) {
+    const LEN: usize = 50;
+    const GAP: Duration = Duration::from_millis(2);
+    let bursts = scaled(200);
+    eprintln!(
+        "\n  bursts: {bursts} bursts of {LEN} sequential calls, a {GAP:?} sleep before each; \
+         latency of every call, of each burst's first call and of calls 2-{LEN}"
+    );
+    eprintln!(
+        "{:<15} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "contender", "all p50", "all p99", "first p50", "first p99", "rest p50", "rest p99"
+    );
+    for who in CONTENDERS {
+        let n = who.name();
+        let run = capped(rt, TURN_CAP, async move {
+            let mut first = Vec::with_capacity(bursts);
+            let mut rest = Vec::with_capacity(bursts * (LEN - 1));
+            for _ in 0..bursts {
+                tokio::time::sleep(GAP).await;
+                let lat = sequential(who, LEN).await;
+                first.push(lat[0]);
+                rest.extend_from_slice(&lat[1..]);
+            }
+            (first, rest)
+        });
+        let Some((first, rest)) = run else {
+            eprintln!("{n:<15} stopped after {TURN_CAP:?}");
+            res.count(n, "bursts: stopped at the cap", 1, "runs");
+            continue;
+        };
+        let all: Vec<Duration> = first.iter().chain(&rest).copied().collect();
+        let (all50, all99) = p50_p99(&all);
+        let (first50, first99) = p50_p99(&first);
+        let (rest50, rest99) = p50_p99(&rest);
+        eprintln!(
+            "{n:<15} {all50:>10.1?} {all99:>10.1?} {first50:>10.1?} {first99:>10.1?} \
+             {rest50:>10.1?} {rest99:>10.1?}"
+        );
+        res.us(n, "bursts p50", all50);
+        res.us(n, "bursts p99", all99);
+        res.us(n, "bursts first p50", first50);
+        res.us(n, "bursts first p99", first99);
+        res.us(n, "bursts rest p50", rest50);
+        res.us(n, "bursts rest p99", rest99);
+    }
+}
+
+/// What comes right before the measured calls in `no_slow_mode`'s `after` part.
+#[derive(Clone, Copy)]
+enum Disturbance {
+    /// `calls` trivial `spawn_blocking` calls, one after another, on the same runtime.
+    SpawnBlocking { calls: usize },
+    /// The caller sleeps 50 ms.
+    Pause,
+    /// 64 concurrent calls of a 5 ms sleep on the same contender.
+    Burst,
+    /// 16 tasks making trivial calls to another offthread pool for 100 ms.
+    OtherPool,
+}
+
+impl Disturbance {
+    /// The name in the table and in the results file's metrics (`after NAME p50`).
+    fn name(self) -> &'static str {
+        match self {
+            Disturbance::SpawnBlocking { .. } => "spawn_blocking",
+            Disturbance::Pause => "pause",
+            Disturbance::Burst => "burst",
+            Disturbance::OtherPool => "other pool",
+        }
+    }
+
+    /// Makes the disturbance; `who` is the contender measured next, `other` the other pool.
+    async fn run(self, who: Contender, other: Pool) {
+        match self {
+            Disturbance::SpawnBlocking { calls } => {
+                for i in 0..calls {
+                    black_box(tokio::task::spawn_blocking(move || black_box(i)).await.ok());
+                }
+            }
+            Disturbance::Pause => tokio::time::sleep(Duration::from_millis(50)).await,
+            Disturbance::Burst => {
+                let calls: Vec<_> = (0..64)
+                    .map(|_| {
+                        tokio::spawn(who.call(|| std::thread::sleep(Duration::from_millis(5))))
+                    })
+                    .collect();
+                for c in calls {
+                    let _ = c.await;
+                }
+            }
+            Disturbance::OtherPool => {
+                let end = Instant::now() + Duration::from_millis(100);
+                let callers: Vec<_> = (0..16)
+                    .map(|_| {
+                        let other = other.clone();
+                        tokio::spawn(async move {
+                            // Bounded by count too: a million calls take seconds.
+                            for i in 0..1_000_000usize {
+                                if Instant::now() >= end {
+                                    break;
+                                }
+                                black_box(other.spawn(move || black_box(i)).await);
+                            }
+                        })
+                    })
+                    .collect();
+                for c in callers {
+                    let _ = c.await;
+                }
+            }
+        }
+    }
+}
+
+/// `no_slow_mode`'s `after` part.
+fn no_slow_after(rt: &tokio::runtime::Runtime, res: &mut Results) {
+    let calls = scaled(2_000);
+    let disturbances = [
+        Disturbance::SpawnBlocking {
+            calls: scaled(5_000),
+        },
+        Disturbance::Pause,
+        Disturbance::Burst,
+        Disturbance::OtherPool,
+    ];
+    let other = Pool::builder().name("ot-other").build();
+    eprintln!(
+        "\n  after: {calls} sequential calls right after: {} spawn_blocking calls one after \
+         another (spawn_blocking); a 50 ms pause (pause); 64 concurrent 5 ms sleeps on the same \
+         contender (burst); 16 tasks calling another offthread pool for 100 ms (other pool)",
+        scaled(5_000)
+    );
+    eprintln!(
+        "{:<16} {:<15} {:>10} {:>10}",
+        "after", "contender", "p50", "p99"
+    );
+    for d in disturbances {
+        for who in CONTENDERS {
+            let n = who.name();
+            let other = other.clone();
+            let run = capped(rt, TURN_CAP, async move {
+                d.run(who, other).await;
+                sequential(who, calls).await
+            });
+            let Some(lat) = run else {
+                eprintln!("{:<16} {n:<15} stopped after {TURN_CAP:?}", d.name());
+                res.count(
+                    n,
+                    &format!("after {}: stopped at the cap", d.name()),
+                    1,
+                    "runs",
+                );
+                continue;
+            };
+            let (p50, p99) = p50_p99(&lat);
+            eprintln!("{:<16} {n:<15} {p50:>10.1?} {p99:>10.1?}", d.name());
+            res.us(n, &format!("after {} p50", d.name()), p50);
+            res.us(n, &format!("after {} p99", d.name()), p99);
+        }
+    }
+    retire(Some(other));
+}
+
+/// Where `who` is in [`CONTENDERS`].
+fn index(who: Contender) -> usize {
+    CONTENDERS.iter().position(|&c| c == who).unwrap_or(0)
+}
+
+/// `no_slow_mode`'s `turns` part.
+fn no_slow_turns(rt: &tokio::runtime::Runtime, res: &mut Results) {
+    let rounds = if args().test { 3 } else { 7 };
+    let calls = scaled(20_000);
+    eprintln!(
+        "\n  turns: {rounds} rounds; in each, every contender makes {calls} sequential calls in \
+         turn, in an order that rotates from round to round; median over rounds (and range) \
+         of each round's figures; cpu/call: the process's CPU over the turn"
+    );
+    // Per contender: each round's p50 and p99 (µs), CPU per call (µs).
+    let mut p50s: [Vec<f64>; 3] = Default::default();
+    let mut p99s: [Vec<f64>; 3] = Default::default();
+    let mut cpus: [Vec<f64>; 3] = Default::default();
+    // offthread's p50 over spawn_blocking's, per round.
+    let mut ratios = Vec::new();
+    let mut stopped = [0usize; 3];
+    for round in 0..rounds {
+        let mut p50 = [None; 3];
+        for k in 0..CONTENDERS.len() {
+            let i = (round + k) % CONTENDERS.len();
+            let who = CONTENDERS[i];
+            let cpu0 = cpu_time();
+            let run = capped(rt, TURN_CAP, sequential(who, calls));
+            let cpu = cpu_time().saturating_sub(cpu0);
+            let Some(lat) = run else {
+                stopped[i] += 1;
+                continue;
+            };
+            let (a, b) = p50_p99(&lat);
+            p50[i] = Some(a.as_secs_f64() * 1e6);
+            p50s[i].push(a.as_secs_f64() * 1e6);
+            p99s[i].push(b.as_secs_f64() * 1e6);
+            cpus[i].push(cpu.as_secs_f64() * 1e6 / calls as f64);
+        }
+        if let (Some(ot), Some(sb)) = (
+            p50[index(Contender::Offthread)],
+            p50[index(Contender::SpawnBlocking)],
+        ) {
+            ratios.push(ot / sb);
+        }
+    }
+    eprintln!(
+        "{:<15} {:>10} {:>20} {:>10} {:>10}",
+        "contender", "p50", "p50 range", "p99", "cpu/call"
+    );
+    for (i, who) in CONTENDERS.into_iter().enumerate() {
+        let n = who.name();
+        let (lo, hi) = min_max(&p50s[i]);
+        let (p50, p99, cpu) = (
+            median_f64(p50s[i].clone()),
+            median_f64(p99s[i].clone()),
+            median_f64(cpus[i].clone()),
+        );
+        let note = match stopped[i] {
+            0 => String::new(),
+            s => format!("  ({s} turns stopped after {TURN_CAP:?})"),
+        };
+        eprintln!(
+            "{n:<15} {p50:>7.2} µs {:>20} {p99:>7.2} µs {cpu:>7.2} µs{note}",
+            format!("{lo:.2}-{hi:.2} µs")
+        );
+        res.add(n, "turns p50", p50, "µs");
+        res.add(n, "turns p50 min", lo, "µs");
+        res.add(n, "turns p50 max", hi, "µs");
+        res.add(n, "turns p99", p99, "µs");
+        res.add(n, "turns cpu/call", cpu, "µs");
+        if stopped[i] > 0 {
+            res.count(n, "turns stopped at the cap", stopped[i], "turns");
+        }
+    }
+    let (lo, hi) = min_max(&ratios);
+    let mid = median_f64(ratios.clone());
+    eprintln!(
+        "offthread's p50 / spawn_blocking's, per round: median {mid:.3}x ({lo:.3}-{hi:.3}x) \
+         over {} rounds",
+        ratios.len()
+    );
+    let n = Contender::Offthread.name();
+    res.add(n, "turns p50 vs spawn_blocking", mid, "x");
+    res.add(n, "turns p50 vs spawn_blocking min", lo, "x");
+    res.add(n, "turns p50 vs spawn_blocking max", hi, "x");
 }
