@@ -35,8 +35,8 @@
 //!
 //! Every scenario is bounded in time: bodies that block wait on a [`Gate`] that is opened
 //! when the measurement ends (and on unwinding), and that they leave by themselves after
-//! [`SLOW_CAP`] in any case; every loop has a count bound, and the sequential callers of
-//! `no_slow_mode` run as tasks that are given up after [`TURN_CAP`].
+//! [`SLOW_CAP`] in any case; every loop has a count bound, and the callers of `no_slow_mode`
+//! and `throughput` run as tasks that are given up after [`TURN_CAP`].
 
 mod support;
 
@@ -48,8 +48,8 @@ use std::time::{Duration, Instant};
 
 use offthread::Pool;
 use support::{
-    cpu_time, median, percentile, retire, runtime, Contender, Gate, OpenOnDrop, Results, Watch,
-    CONTENDERS, SLOW_CAP,
+    cpu_time, median, percentile, retire, runtime, Contender, Gate, Gauge, OpenOnDrop, Results,
+    Watch, CONTENDERS, SLOW_CAP,
 };
 
 /// Every scenario, in the order a run makes them: its name (for the filter) and body.
@@ -59,6 +59,7 @@ use support::{
 const SCENARIOS: &[(&str, fn())] = &[
     ("summary", summary),
     ("no_slow_mode", no_slow_mode),
+    ("throughput", throughput),
     ("fast_behind_slow", fast_behind_slow),
     ("mixed_stream", mixed_stream),
     ("cpu_bound", cpu_bound),
@@ -1074,8 +1075,8 @@ fn barrier() {
 // ---------------------------------------------------------------------------------------
 // no slow mode
 
-/// The longest one contender's turn in a part of `no_slow_mode` or `throughput` may take:
-/// its task is aborted then, and the part says so.
+/// The longest one contender's turn in a part of `no_slow_mode`, or one batch of
+/// `throughput`, may take: its task is aborted then, and the table says so.
 const TURN_CAP: Duration = Duration::from_secs(60);
 
 /// `n` sequential trivial calls from one task, each awaited: each call's latency, in order.
@@ -1394,4 +1395,144 @@ fn no_slow_turns(rt: &tokio::runtime::Runtime, res: &mut Results) {
     res.add(n, "turns p50 vs spawn_blocking", mid, "x");
     res.add(n, "turns p50 vs spawn_blocking min", lo, "x");
     res.add(n, "turns p50 vs spawn_blocking max", hi, "x");
+}
+
+// ---------------------------------------------------------------------------------------
+// throughput
+
+/// A rate for a table: `1.28 M`, `204.0 k`, `368`.
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Targets 2 and 3 from one run: 16, 256 and 4096 concurrent callers (tokio tasks on one
+/// multi-thread runtime with 2 workers, kept for the whole scenario), each making
+/// back-to-back trivial calls, 65 536 calls a batch in all. Rounds interleave the contenders
+/// (in an order that rotates from round to round); per contender the median over rounds of
+/// jobs/s and the process's CPU time per job (`/proc/self/stat`, 10 ms ticks: 0.15 µs per
+/// job), the most threads its pool had after a batch, and offthread's jobs/s over each
+/// anchor's in the same round (median). criterion's `throughput` group in `benches/pool.rs`
+/// times the same loop, one contender after another.
+fn throughput() {
+    let jobs = scaled(65_536);
+    let rounds = if args().test { 2 } else { 5 };
+    let mut res = results("throughput");
+    let rt = runtime(true);
+    eprintln!(
+        "\nthroughput: concurrent callers making back-to-back trivial calls, about {jobs} a \
+         batch; {rounds} rounds, the contenders in turn (rotating order) on one multi-thread \
+         runtime (2 workers); median over rounds"
+    );
+    eprintln!(
+        "{:>7} {:<15} {:>11} {:>22} {:>10} {:>16}",
+        "callers", "contender", "jobs/s", "range", "cpu/job", "threads"
+    );
+    for callers in [16usize, 256, 4096] {
+        let per_caller = (jobs / callers).max(4);
+        let total = callers * per_caller;
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut cpus: [Vec<f64>; 3] = Default::default();
+        let mut threads = [0usize; 3];
+        let mut stopped = [0usize; 3];
+        // offthread's jobs/s over spawn_blocking's and unblock's, per round.
+        let (mut vs_sb, mut vs_unblock) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut this = [None; 3];
+            for k in 0..CONTENDERS.len() {
+                let i = (round + k) % CONTENDERS.len();
+                let who = CONTENDERS[i];
+                let cpu0 = cpu_time();
+                let run = capped(&rt, TURN_CAP, async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..callers)
+                        .map(|t| {
+                            tokio::spawn(async move {
+                                let mut acc = 0usize;
+                                for j in 0..per_caller {
+                                    acc += who.call(move || black_box(t + j)).await;
+                                }
+                                acc
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        black_box(t.await.ok());
+                    }
+                    start.elapsed()
+                });
+                let cpu = cpu_time().saturating_sub(cpu0);
+                let Some(took) = run else {
+                    stopped[i] += 1;
+                    continue;
+                };
+                // After the clock: reading the anchors' thread names takes milliseconds.
+                threads[i] = threads[i].max(Gauge::new(who, None).now());
+                let r = total as f64 / took.as_secs_f64();
+                this[i] = Some(r);
+                rates[i].push(r);
+                cpus[i].push(cpu.as_secs_f64() * 1e6 / total as f64);
+            }
+            let ot = this[index(Contender::Offthread)];
+            if let (Some(ot), Some(sb)) = (ot, this[index(Contender::SpawnBlocking)]) {
+                vs_sb.push(ot / sb);
+            }
+            if let (Some(ot), Some(ub)) = (ot, this[index(Contender::Unblock)]) {
+                vs_unblock.push(ot / ub);
+            }
+        }
+        for (i, who) in CONTENDERS.into_iter().enumerate() {
+            let n = who.name();
+            let (lo, hi) = min_max(&rates[i]);
+            let mid = median_f64(rates[i].clone());
+            let cpu = median_f64(cpus[i].clone());
+            let note = match stopped[i] {
+                0 => String::new(),
+                s => format!("  ({s} batches stopped after {TURN_CAP:?})"),
+            };
+            eprintln!(
+                "{callers:>7} {n:<15} {:>9}/s {:>22} {cpu:>7.2} µs {:>16}{note}",
+                rate(mid),
+                format!("{}-{}", rate(lo), rate(hi)),
+                threads[i]
+            );
+            res.add(n, &format!("{callers} callers: jobs/s"), mid, "jobs/s");
+            res.add(n, &format!("{callers} callers: cpu/job"), cpu, "µs");
+            res.count(
+                n,
+                &format!("{callers} callers: threads"),
+                threads[i],
+                "threads",
+            );
+            if stopped[i] > 0 {
+                res.count(
+                    n,
+                    &format!("{callers} callers: batches stopped at the cap"),
+                    stopped[i],
+                    "batches",
+                );
+            }
+        }
+        let n = Contender::Offthread.name();
+        for (anchor, v) in [("spawn_blocking", &vs_sb), ("unblock", &vs_unblock)] {
+            let (lo, hi) = min_max(v);
+            let mid = median_f64(v.clone());
+            eprintln!(
+                "{callers:>7} offthread / {anchor}, per round: median {mid:.2}x ({lo:.2}-{hi:.2}x)"
+            );
+            res.add(
+                n,
+                &format!("{callers} callers: jobs/s vs {anchor}"),
+                mid,
+                "x",
+            );
+        }
+    }
+    drop(rt);
+    res.save();
 }
