@@ -23,7 +23,8 @@
 //!   be taken here for a filter.
 //!
 //! Ratios between rows of one run are what counts; absolute times move from run to run on
-//! shared machines. A whole run takes about 3 minutes on a 2-core machine.
+//! shared machines. A whole run takes a few minutes on a 2-core machine (`no_slow_mode` and
+//! `throughput` are sized for well under a minute each); a test run, seconds.
 //!
 //! Results file: see [`support::results_path`] (`target/offthread-bench/results.tsv` by
 //! default). `cargo run --manifest-path benches/chart/Cargo.toml` draws it as
