@@ -11,8 +11,9 @@
 //! - FILTER: the scenarios whose name contains it run (several filters, or alternatives
 //!   separated by `|`, run each scenario any of them matches); `--exact`: whose name is it.
 //!   Names: see [`SCENARIOS`] or `--list`.
-//! - `--list`: names the scenarios (`name: benchmark`, as libtest and criterion do), runs
-//!   nothing. `--ignored` runs nothing (there are no ignored scenarios), as criterion does.
+//! - `--list`: names the scenarios the filter picks (`name: benchmark`, as libtest and
+//!   criterion do), runs nothing. `--ignored` runs nothing (there are no ignored
+//!   scenarios), as criterion does.
 //! - Test mode: each scenario runs at about a tenth of its size, to check that it works, and
 //!   writes nothing. It is on with `--test` (`cargo bench -- --test`), and whenever `--bench`
 //!   is absent: `cargo bench` passes `--bench` to a `harness = false` target, `cargo test
@@ -77,7 +78,7 @@ fn main() {
         return;
     }
     if a.list {
-        for (name, _) in SCENARIOS {
+        for (name, _) in SCENARIOS.iter().filter(|(name, _)| selected(name)) {
             println!("{name}: benchmark");
         }
         return;
