@@ -1,20 +1,21 @@
-//! Draws the results of `cargo bench --bench pool` as an SVG chart.
+//! Draws the results of the bench's scenarios (`cargo bench --bench scenarios`) as an SVG
+//! chart.
 //!
 //! ```text
-//! cargo run --example bench_chart [-- [OUT.svg] [RESULTS.tsv]]
+//! cargo run --manifest-path benches/chart/Cargo.toml [-- [OUT.svg] [RESULTS.tsv]]
 //! ```
 //!
-//! Reads the tab-separated file the bench writes (`scenario, contender, metric, value,
-//! unit`; default `target/offthread-bench/results.tsv`, or under `$CARGO_TARGET_DIR`, or
-//! `$OFFTHREAD_BENCH_TSV`) and writes `BENCHMARKS.svg` at the workspace root (or `OUT.svg`):
-//! one panel per scenario, one group of horizontal bars per figure, one bar per contender,
-//! each group on its own axis (its unit and scale), values written at the bars' ends.
-//! Figures a contender lacks show as "no data"; malformed lines are skipped and counted.
+//! Reads the tab-separated file the scenarios write (`scenario, contender, metric, value,
+//! unit`; default `target/offthread-bench/results.tsv` at the repository's root, or under
+//! `$CARGO_TARGET_DIR`, or `$OFFTHREAD_BENCH_TSV`: the rule of `benches/support/mod.rs`) and
+//! writes `BENCHMARKS.svg` at the repository's root (or `OUT.svg`): one panel per scenario,
+//! one group of horizontal bars per figure, one bar per contender, each group on its own
+//! axis (its unit and scale), values written at the bars' ends. Figures a contender lacks
+//! show as "no data"; malformed lines are skipped and counted.
 //!
-//! Why here: it is a plain program using only `std`, run by hand after the bench. Under
-//! `examples/` Cargo finds it by itself and `cargo run --example` runs it; a file under
-//! `benches/` would also be taken for a bench target. It uses nothing of offthread's API: it
-//! is the bench's companion, not an example of the library.
+//! Why a crate of its own: it is a plain program using only `std`, run by hand after the
+//! bench, and uses nothing of offthread's API. Under `examples/` it passed for an example of
+//! the library; as a file under `benches/` Cargo would take it for a bench target.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -62,10 +63,12 @@ const GROUP_GAP: f64 = 12.0;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        eprintln!("usage: bench_chart [OUT.svg] [RESULTS.tsv]");
+        eprintln!(
+            "usage: cargo run --manifest-path benches/chart/Cargo.toml -- [OUT.svg] [RESULTS.tsv]"
+        );
         return ExitCode::SUCCESS;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let out = args
         .first()
         .map_or_else(|| root.join("BENCHMARKS.svg"), PathBuf::from);
@@ -76,8 +79,8 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => {
             eprintln!(
-                "cannot read {}: {e}\nrun `cargo bench --bench pool` first (or give the file \
-                 as the second argument)",
+                "cannot read {}: {e}\nrun `cargo bench --bench scenarios` first (or give the \
+                 file as the second argument)",
                 input.display()
             );
             return ExitCode::FAILURE;
@@ -103,7 +106,13 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Where the bench writes its results (the same rule as `benches/pool.rs`).
+/// The repository's root, two levels above this crate.
+fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Where the scenarios write their results (the rule of `benches/support/mod.rs`).
 fn default_results(root: &Path) -> PathBuf {
     if let Some(p) = std::env::var_os("OFFTHREAD_BENCH_TSV") {
         return p.into();
@@ -259,9 +268,8 @@ fn render(rows: &[Row], input: &Path) -> String {
         r#"<text x="10" y="{y}" class="title">offthread pool benchmarks</text>"#
     );
     y += 18.0;
-    let shown = input
-        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-        .unwrap_or(input);
+    let root = repo_root();
+    let shown = input.strip_prefix(&root).unwrap_or(input);
     let _ = writeln!(
         body,
         r#"<text x="10" y="{y}" class="note">from {}: each scenario's figures come from one run of it, on one machine; compare bars within a group.</text>"#,
@@ -291,7 +299,7 @@ fn render(rows: &[Row], input: &Path) -> String {
         y += 20.0;
         let _ = writeln!(
             body,
-            r#"<text x="10" y="{y}" class="label">no figures in the results file: run `cargo bench --bench pool`</text>"#
+            r#"<text x="10" y="{y}" class="label">no figures in the results file: run `cargo bench --bench scenarios`</text>"#
         );
         y += 10.0;
     }
