@@ -478,11 +478,13 @@ impl Shared {
     /// makes sure a worker will look at it. On a closed pool, fails it with a shutdown
     /// error instead.
     ///
-    /// A caller that awaits no other call (`alone`) and whose job a spinning worker takes
-    /// at once then spins briefly for the result (`sleep::caller_spin`): a trivial call
-    /// costs it no park and wake-up of its own thread.
+    /// A caller that awaits no other call (`alone`), whose job a spinning worker takes at
+    /// once on a pool whose bodies lately ran short, then spins briefly for the result
+    /// (`sleep::caller_spin`): a trivial call costs it no park and wake-up of its own
+    /// thread.
     pub(crate) fn submit<T>(self: &Arc<Self>, job: &TaskRef<T>, urgent: bool, alone: bool) {
-        let quick = alone && self.sleep.spinning() && self.queue.looks_empty();
+        let quick =
+            alone && self.sleep.spinning() && self.sleep.bodies_short() && self.queue.looks_empty();
         self.counters.queued.fetch_add(1, SeqCst);
         self.queue.push(job.erase(), self.now(), urgent);
         // Checked after the push: closed before it, or closed and drained while we pushed,

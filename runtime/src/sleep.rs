@@ -70,7 +70,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::queue::Padded;
-use crate::sync::{fence, lock, AtomicBool, AtomicUsize, Mutex, Ordering::SeqCst};
+use crate::sync::{
+    fence, lock, AtomicBool, AtomicUsize, Mutex,
+    Ordering::{Relaxed, SeqCst},
+};
 
 /// The longest an out-of-work worker spins before parking: long enough to catch the next
 /// call of a caller that is being woken (20-60 µs here), short enough that a pool going
@@ -168,6 +171,8 @@ pub(crate) struct Sleep {
     sleeping: AtomicUsize,
     idle: Mutex<Idle>,
     max_spinners: usize,
+    /// See [`Sleep::bodies_short`].
+    bodies_short: AtomicBool,
 }
 
 impl Sleep {
@@ -182,6 +187,7 @@ impl Sleep {
                 closed: false,
             }),
             max_spinners,
+            bodies_short: AtomicBool::new(true),
         }
     }
 
@@ -386,6 +392,21 @@ impl Sleep {
     pub(crate) fn spinning(&self) -> bool {
         self.spinning.load(SeqCst) > 0
     }
+
+    /// Records whether the body a worker has just run was short enough for its caller to
+    /// spin for the result (written only when it changes, so a steady stream of either kind
+    /// writes nothing).
+    pub(crate) fn body_ran(&self, short: bool) {
+        if self.bodies_short.load(Relaxed) != short {
+            self.bodies_short.store(short, Relaxed);
+        }
+    }
+
+    /// The last body a worker ran was short: a caller whose call a spinning worker takes may
+    /// spin for the result ([`caller_spin`]).
+    pub(crate) fn bodies_short(&self) -> bool {
+        self.bodies_short.load(Relaxed)
+    }
 }
 
 /// One worker's record behind "spin only while it pays" (module docs).
@@ -444,9 +465,11 @@ impl SpinRule {
         self.last = gap;
     }
 
-    /// The last body ran for `ns`.
-    pub(crate) fn ran(&mut self, ns: u64) {
+    /// The last body ran for `ns`; true if that was short enough for its caller to spin
+    /// for the result.
+    pub(crate) fn ran(&mut self, ns: u64) -> bool {
         self.short_body = u128::from(ns) < CALLER_SPIN.as_nanos();
+        self.short_body
     }
 
     /// Whether [`should_spin`](SpinRule::should_spin) would say to spin if the worker ran
@@ -495,68 +518,33 @@ impl Default for SpinRule {
 /// `Pending`, when a spinning worker took the call: a trivial body answers in about a
 /// microsecond, while going to sleep and being woken costs the caller's executor thread a
 /// park and a wake-up (20-60 µs), which would otherwise be the whole cost of such a call.
-const CALLER_SPIN: Duration = Duration::from_micros(4);
-
-/// A caller whose last few spins all missed (its bodies are longer than a spin) spins only
-/// once in this many calls, to notice when they would pay again; one that sees its result
-/// spins again at once. A caller that stopped spinning for good after a few misses (a
-/// preempted worker, another pool's burst) would sleep between calls from then on, and so
-/// would the worker: the slow mode, from the caller's side.
-const CALLER_PROBE_EVERY: u32 = 8;
-
-/// Misses in a row after which a caller only probes.
-const CALLER_MISSES: u32 = 4;
-
-/// One thread's record of its recent spins for results.
-struct CallerRule {
-    /// Spins in a row that missed their result.
-    misses: u32,
-    /// Calls since the last probe, while missing.
-    since_probe: u32,
-}
-
-thread_local! {
-    static CALLER: std::cell::RefCell<CallerRule> = const {
-        std::cell::RefCell::new(CallerRule { misses: 0, since_probe: 0 })
-    };
-}
+const CALLER_SPIN: Duration = Duration::from_micros(10);
 
 /// The caller's side of a fast round trip: right after queueing a call that a spinning
-/// worker takes at once, from a thread that awaits no other call, spin up to
+/// worker takes at once, on a pool whose bodies lately ran shorter than [`CALLER_SPIN`]
+/// ([`Sleep::bodies_short`]), from a thread that awaits no other call, spin up to
 /// [`CALLER_SPIN`] for `done()`. With other calls out, the thread has their tasks to run
 /// instead (16 tasks calling back to back on a 2-worker runtime did 1.28 M calls/s without
-/// a spin against 0.99 M with it); a thread whose bodies are longer than the spin soon
-/// spins only once in [`CALLER_PROBE_EVERY`] calls.
+/// a spin against 0.99 M with it).
+///
+/// No history of this thread's own spins decides it: a caller that stopped spinning after
+/// a few misses (a worker preempted, a burst of another pool's work) slept between calls
+/// from then on, so every gap its worker saw was a wake-up long, and the worker stopped
+/// spinning too: the slow mode, from the caller's side. Whether the body will answer
+/// within the spin is the pool's to know.
 pub(crate) fn caller_spin(done: impl Fn() -> bool) {
-    let go = CALLER.with_borrow_mut(|r| {
-        if r.misses < CALLER_MISSES {
-            return true;
-        }
-        r.since_probe += 1;
-        let probe = r.since_probe >= CALLER_PROBE_EVERY;
-        if probe {
-            r.since_probe = 0;
-        }
-        probe
-    });
-    if !go {
-        return;
-    }
     let start = Instant::now();
     let mut i: u32 = 0;
-    let hit = loop {
+    loop {
         if done() {
-            break true;
+            return;
         }
         i = i.wrapping_add(1);
         if i % 64 == 0 && start.elapsed() >= CALLER_SPIN {
-            break false;
+            return;
         }
         std::hint::spin_loop();
-    };
-    CALLER.with_borrow_mut(|r| {
-        r.misses = if hit { 0 } else { r.misses.saturating_add(1) };
-    });
+    }
 }
 
 #[cfg(test)]

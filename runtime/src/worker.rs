@@ -147,7 +147,7 @@ impl Shared {
         // over, if this worker will spin, so that its caller's next call finds it spinning.
         let ahead = |ran_ns: u64| {
             let mut rule = rule.borrow_mut();
-            rule.ran(ran_ns);
+            self.sleep.body_ran(rule.ran(ran_ns));
             if rule.would_spin() && self.queue.looks_empty() {
                 looking.set(self.sleep.start_looking());
             }
