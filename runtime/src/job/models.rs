@@ -1,0 +1,264 @@
+//! Loom explores every interleaving of the job's state machine between the worker that
+//! runs it, the future that polls or drops it, and the timer. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p offthread-runtime --release --lib loom`.
+
+use super::*;
+use crate::error::Error;
+use crate::limit::Limit;
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Wake;
+use std::task::{Context, Poll, Waker};
+
+struct NoHook;
+impl RunHooks for NoHook {
+    fn started(&self) {}
+    fn finished(&self, _: Outcome) {}
+    fn release_slot(&self) {}
+}
+
+/// A waker that counts its wake-ups.
+struct Flag(AtomicUsize);
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn flag() -> (Arc<Flag>, Waker) {
+    let f = Arc::new(Flag(AtomicUsize::new(0)));
+    (Arc::clone(&f), Waker::from(f))
+}
+
+/// Submit, start, complete: a pending poll is always woken, and the result arrives.
+#[test]
+fn loom_complete_wakes_the_poller() {
+    loom::model(|| {
+        let job = new_job(|| 7_u32);
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || assert_eq!(job.run(&NoHook), Outcome::Completed))
+        };
+        let (count, waker) = flag();
+        let mut cx = Context::from_waker(&waker);
+        let first = job.poll_result(&mut cx);
+        if first.is_pending() && job.is_done() {
+            // DONE is published after the result: a poll that follows finds it.
+            assert!(job.poll_result(&mut cx).is_ready());
+            worker.join().unwrap();
+            return;
+        }
+        worker.join().unwrap();
+        match first {
+            Poll::Ready(r) => {
+                assert_eq!(r.unwrap(), 7);
+                assert!(!job.is_done(), "a taken result no longer reads as done");
+            }
+            Poll::Pending => {
+                assert!(job.is_done(), "a stored result reads as done");
+                assert_eq!(count.0.load(SeqCst), 1, "a pending poll must be woken");
+                assert_eq!(job.poll_result(&mut cx).map(Result::unwrap), Poll::Ready(7));
+            }
+        }
+    });
+}
+
+/// Drop racing start: the body runs at most once, never after an abandon that found it
+/// pending; abandoned while running, the body's result is dropped, not stored, and the
+/// job reads as cancelled.
+#[test]
+fn loom_drop_races_start() {
+    loom::model(|| {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let job = {
+            let ran = Arc::clone(&ran);
+            new_job(move || {
+                ran.fetch_add(1, SeqCst);
+                7_u8
+            })
+        };
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.run(&NoHook))
+        };
+        let found = job.abandon(None);
+        let outcome = worker.join().unwrap();
+        assert!(job.is_cancelled());
+        match found {
+            Abandoned::BeforeStart => {
+                assert_eq!(outcome, Outcome::NotRun);
+                assert_eq!(ran.load(SeqCst), 0);
+            }
+            Abandoned::WhileRunning | Abandoned::AfterEnd => {
+                assert_eq!(outcome, Outcome::Completed);
+                assert_eq!(ran.load(SeqCst), 1);
+            }
+        }
+        assert!(!job.is_done());
+    });
+}
+
+/// A waker replaced between polls: the result wakes the latest one.
+#[test]
+fn loom_waker_replaced_between_polls() {
+    loom::model(|| {
+        let job = new_job(|| 1_u8);
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.run(&NoHook))
+        };
+        let (count_a, waker_a) = flag();
+        let (count_b, waker_b) = flag();
+        let a = job.poll_result(&mut Context::from_waker(&waker_a));
+        let b = if a.is_pending() {
+            job.poll_result(&mut Context::from_waker(&waker_b))
+        } else {
+            Poll::Pending
+        };
+        worker.join().unwrap();
+        if a.is_pending() && b.is_pending() {
+            assert_eq!(count_b.0.load(SeqCst), 1, "the newest waker is woken");
+            let _ = count_a;
+            assert!(job
+                .poll_result(&mut Context::from_waker(&waker_b))
+                .is_ready());
+        }
+    });
+}
+
+/// Timer racing the worker: a pending poll is always woken, by one or the other.
+#[test]
+fn loom_expire_races_completion() {
+    // Three threads: bounded preemptions (tokio's CI bounds its models too) keep this
+    // to a second instead of four minutes.
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let job = new_job(|| 3_u8);
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.run(&NoHook))
+        };
+        let timer = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.expire())
+        };
+        let (count, waker) = flag();
+        let mut cx = Context::from_waker(&waker);
+        let polled = job.poll_result(&mut cx);
+        let timed_out_seen = job.timed_out();
+        worker.join().unwrap();
+        timer.join().unwrap();
+        if polled.is_pending() && !timed_out_seen {
+            assert!(count.0.load(SeqCst) >= 1, "someone must wake the poller");
+        }
+    });
+}
+
+/// Shutdown failing a pending job racing the worker: exactly one of them wins.
+#[test]
+fn loom_fail_races_start() {
+    loom::model(|| {
+        let job = new_job(|| 5_u8);
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.run(&NoHook))
+        };
+        let failed = job.fail(Error::timeout(std::time::Duration::ZERO), None);
+        let outcome = worker.join().unwrap();
+        assert_eq!(failed, outcome == Outcome::NotRun);
+        let waker = futures::task::noop_waker();
+        match job.poll_result(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(v)) => assert!(!failed && v == 5),
+            Poll::Ready(Err(_)) => assert!(failed),
+            Poll::Pending => panic!("the job must have an outcome"),
+        }
+    });
+}
+
+/// Counts live values of a type the job owns (a body, a result).
+struct Tracked(Arc<AtomicUsize>);
+impl Tracked {
+    fn new(live: &Arc<AtomicUsize>) -> Tracked {
+        live.fetch_add(1, SeqCst);
+        Tracked(Arc::clone(live))
+    }
+}
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// The worker and a polled, then dropped, future race over the last handles: the body,
+/// the result and the job are each dropped exactly once, whoever lets go last.
+#[test]
+fn loom_every_value_is_dropped_once_whoever_lets_go_last() {
+    loom::model(|| {
+        let live = Arc::new(AtomicUsize::new(0));
+        let job = {
+            let in_body = Tracked::new(&live);
+            let live = Arc::clone(&live);
+            new_job(move || {
+                drop(in_body);
+                Tracked::new(&live)
+            })
+        };
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || {
+                job.run(&NoHook);
+            })
+        };
+        let (_count, waker) = flag();
+        if job
+            .poll_result(&mut Context::from_waker(&waker))
+            .is_pending()
+        {
+            job.abandon(None);
+        }
+        drop(job);
+        worker.join().unwrap();
+        assert_eq!(live.load(SeqCst), 0, "a body or a result outlived the job");
+    });
+}
+
+/// A `limit` permit is given back exactly once, by the worker when the body returns or
+/// by the future that abandons the job before it starts.
+#[test]
+fn loom_limit_permit_is_given_back_once() {
+    loom::model(|| {
+        let limit: &'static Limit = Box::leak(Box::new(Limit::new(1)));
+        let noop = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&noop);
+        let mut acquire = |limit: &'static Limit| {
+            let mut fut = crate::limit::LimitRef::acquire(limit);
+            std::pin::Pin::new(&mut fut).poll(&mut cx)
+        };
+        let mut job = new_job(|| 1_u8);
+        job.set_limit(limit);
+        let Poll::Ready(permit) = acquire(limit) else {
+            panic!("the only permit is free")
+        };
+        job.hold_limit(permit);
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.run(&NoHook))
+        };
+        job.abandon(None);
+        drop(job);
+        worker.join().unwrap();
+        let Poll::Ready(again) = acquire(limit) else {
+            panic!("the permit was not given back")
+        };
+        assert!(
+            acquire(limit).is_pending(),
+            "the permit was given back twice"
+        );
+        drop(again);
+    });
+}
