@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::job::{Abandoned, Task, TaskRef};
+use crate::job::{Abandoned, TaskRef};
 use crate::limit::{Acquire, Limit, LimitRef};
 use crate::pool::Pool;
 use crate::site::Site;
@@ -273,7 +273,7 @@ impl<T> Call<T> {
                         shared.submit(&self.job, self.limit.is_some());
                         self.state = State::Submitted;
                         if quick {
-                            spin_for_result(&*self.job);
+                            spin_for_result(&self.job);
                         }
                     }
                 }
@@ -454,7 +454,7 @@ fn count_in(slot: &mut Option<Arc<AtomicUsize>>) -> usize {
 /// Bodies that take longer than the spin soon stop it, so they cost the executor nothing
 /// but an occasional probe; and under load (a queue to wait in, no worker spinning) the
 /// executor's thread goes straight back to its other tasks.
-fn spin_for_result<T>(job: &dyn Task<T>) {
+fn spin_for_result<T>(job: &TaskRef<T>) {
     let probe = SINCE_PROBE.with(|n| {
         let next = n.get() + 1;
         n.set(if next >= PROBE_EVERY { 0 } else { next });

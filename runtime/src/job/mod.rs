@@ -55,8 +55,6 @@ mod state;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub(crate) use handle::{JobRef, TaskRef};
-#[allow(unused_imports)]
-pub(crate) use raw::{Run, Task};
 
 /// How a job ended on the thread that ran it, for the pool's totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +67,7 @@ pub(crate) enum Outcome {
     Panicked,
 }
 
-/// What [`Task::abandon`] found.
+/// What [`TaskRef::abandon`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Abandoned {
     /// The body had not started and never will: it was dropped.

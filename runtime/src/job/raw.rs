@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::handle::HandleKey;
 use super::state::*;
 use super::{contain, Abandoned, Outcome, RunHooks};
 use crate::error::Error;
@@ -16,8 +17,9 @@ use crate::sync::{
     UnsafeCell,
 };
 
-/// The type-erased side of a job, seen by the queue, the workers and the timer.
-pub(crate) trait Run: Send + Sync {
+/// The type-erased side of a job, behind a [`JobRef`](super::JobRef): what the queue,
+/// the workers and the timer may do with it, and the handle count.
+pub(super) trait Run: Send + Sync {
     /// Runs the body on this thread if it is still pending.
     fn run(&self, hook: &dyn RunHooks) -> Outcome;
     /// Fails a still-pending job with `err` (shutdown), giving its queue slot back to
@@ -27,31 +29,47 @@ pub(crate) trait Run: Send + Sync {
     fn expire(&self);
     /// True once the future was dropped or timed out: `offthread::is_cancelled()`.
     fn is_cancelled(&self) -> bool;
-    /// Counts one more handle.
-    fn retain(&self);
-    /// Counts one handle fewer; true if it was the last (the caller frees the job).
-    fn release(&self) -> bool;
+    /// Counts one more handle: for a handle being made.
+    fn retain(&self, key: HandleKey);
+    /// Counts one handle fewer: for a handle being dropped. True if it was the last, and
+    /// the caller then frees the job.
+    fn release(&self, key: HandleKey) -> bool;
 }
 
-/// The typed side of a job, seen by its [`Offload`](crate::Offload).
-pub(crate) trait Task<T>: Run {
+/// The typed side of a job, behind its [`TaskRef`](super::TaskRef): what only the job's
+/// future may do.
+///
+/// The methods marked `unsafe` write the cells that belong to the future ("Who owns what"
+/// in the module's docs): their callers must be the future, one call at a time.
+pub(super) trait Task<T>: Run {
     /// The result if there is one, else registers the waker.
-    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
+    ///
+    /// # Safety
+    ///
+    /// Only the job's future calls it (through its one `TaskRef`), and never while another
+    /// call of `poll_result` or `abandon` on this job runs.
+    #[allow(unsafe_code)]
+    unsafe fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
     /// The future gives up on the job (dropped or timed out), giving a queue slot it held
     /// back to `slots`.
-    fn abandon(&self, slots: Option<&Limit>) -> Abandoned;
+    ///
+    /// # Safety
+    ///
+    /// As for [`poll_result`](Task::poll_result).
+    #[allow(unsafe_code)]
+    unsafe fn abandon(&self, slots: Option<&Limit>) -> Abandoned;
     /// True once the timer fired for this job.
     fn timed_out(&self) -> bool;
     /// True once a result is stored (the next `poll_result` is ready), read without a lock.
     fn is_done(&self) -> bool;
-    /// Hands the job a permit of its `limit` (see [`TaskRef::set_limit`]), held until the
+    /// Hands the job a permit of its `limit` (see [`TaskRef::set_limit`](super::TaskRef::set_limit)), held until the
     /// body returns.
     fn hold_limit(&self, permit: Permit<&'static Limit>);
     /// Hands the job a queue slot, held until it leaves the queue.
     fn hold_slot(&self, permit: Permit<Arc<Limit>>);
     /// Records the `limit` whose permits the job will hold. Only with the only handle.
     fn set_limit(&self, limit: &'static Limit);
-    /// The handle count, for [`TaskRef::set_limit`].
+    /// The handle count, for [`TaskRef::set_limit`](super::TaskRef::set_limit).
     fn handles(&self) -> usize;
 }
 
@@ -264,13 +282,13 @@ where
         self.state.load(Acquire) & CANCELLED != 0
     }
 
-    fn retain(&self) {
+    fn retain(&self, _: HandleKey) {
         // Relaxed, as `Arc::clone`: a new handle is made from one that keeps the job alive.
         let old = self.state.fetch_add(REF_ONE, Relaxed);
         assert!(old <= usize::MAX - REF_ONE, "job handle count overflow");
     }
 
-    fn release(&self) -> bool {
+    fn release(&self, _: HandleKey) -> bool {
         // AcqRel, as `Arc`'s drop: every use through other handles happens before the free.
         let old = self.state.fetch_sub(REF_ONE, AcqRel);
         old & !(REF_ONE - 1) == REF_ONE
@@ -283,7 +301,8 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+    #[allow(unsafe_code)]
+    unsafe fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         let mut s = self.state.load(Acquire);
         loop {
             match stage(s) {
@@ -352,7 +371,8 @@ where
         }
     }
 
-    fn abandon(&self, slots: Option<&Limit>) -> Abandoned {
+    #[allow(unsafe_code)]
+    unsafe fn abandon(&self, slots: Option<&Limit>) -> Abandoned {
         let mut s = self.state.load(Acquire);
         let next = loop {
             let mut next = s | CANCELLED;
