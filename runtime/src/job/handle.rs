@@ -159,19 +159,13 @@ impl<T> TaskRef<T> {
         unsafe { self.raw().abandon(slots) }
     }
 
-    /// Hands the job a permit of its `limit`, held until the body returns; given back at
-    /// once if the job is no longer pending.
+    /// Hands the job a permit of a `limit` (of `#[offload(limit = N)]`), held until the
+    /// body returns and then given back to the limit it is of; given back at once if the
+    /// job is no longer pending.
+    #[allow(unsafe_code)]
     pub(crate) fn hold_limit(&mut self, permit: Permit<&'static Limit>) {
-        self.raw().hold_limit(permit);
-    }
-
-    /// Records the `limit` whose permits the job will hold.
-    ///
-    /// # Panics
-    ///
-    /// If the job was shared already (it is set right after the job is made).
-    pub(crate) fn set_limit(&mut self, limit: &'static Limit) {
-        self.raw().set_limit(limit);
+        // SAFETY: as in `poll_result`.
+        unsafe { self.raw().hold_limit(permit) }
     }
 
     /// Hands the job a queue slot, held until it leaves the queue; given back at once if

@@ -36,7 +36,8 @@
 //!   party that takes the job out of PENDING gives back the queue slot; the limit permit is
 //!   given back when the body returns, or by the party that drops the body unrun. Each
 //!   clears the flag in the same compare-and-swap as its transition, so nothing is released
-//!   twice. The limit's address is written once, while the future holds the only handle.
+//!   twice. Which limit the permit is of is written by the future, with the permit, before
+//!   it sets `HOLDS_LIMIT`, and read only by the party that clears the flag.
 //! - **The waker.** While `WAKER_SET` is clear, the cell belongs to the future, which writes
 //!   its waker there and then sets the flag. While it is set, the cell is only read. The
 //!   future clears it again (to replace a waker, or to drop it when it gives up) only while

@@ -4,12 +4,12 @@
 
 use super::*;
 use crate::error::Error;
-use crate::limit::Limit;
+use crate::limit::{Limit, LimitRef, Permit};
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Wake;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 struct NoHook;
 impl RunHooks for NoHook {
@@ -230,21 +230,33 @@ fn loom_every_value_is_dropped_once_whoever_lets_go_last() {
     });
 }
 
+/// Polls once for a permit of `limit`.
+fn try_acquire<L: LimitRef>(limit: L) -> Poll<Permit<L>> {
+    let waker = futures::task::noop_waker();
+    let mut acquire = limit.acquire();
+    Pin::new(&mut acquire).poll(&mut Context::from_waker(&waker))
+}
+
+/// Checks that exactly one permit of `limit` (of one) is free: the job gave it back once.
+fn one_permit_free<L: LimitRef>(limit: &L) {
+    let Poll::Ready(again) = try_acquire(limit.clone()) else {
+        panic!("the permit was not given back")
+    };
+    assert!(
+        try_acquire(limit.clone()).is_pending(),
+        "the permit was given back twice"
+    );
+    drop(again);
+}
+
 /// A `limit` permit is given back exactly once, by the worker when the body returns or
 /// by the future that abandons the job before it starts.
 #[test]
 fn loom_limit_permit_is_given_back_once() {
     loom::model(|| {
         let limit: &'static Limit = Box::leak(Box::new(Limit::new(1)));
-        let noop = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&noop);
-        let mut acquire = |limit: &'static Limit| {
-            let mut fut = crate::limit::LimitRef::acquire(limit);
-            std::pin::Pin::new(&mut fut).poll(&mut cx)
-        };
         let mut job = new_job(|| 1_u8);
-        job.set_limit(limit);
-        let Poll::Ready(permit) = acquire(limit) else {
+        let Poll::Ready(permit) = try_acquire(limit) else {
             panic!("the only permit is free")
         };
         job.hold_limit(permit);
@@ -255,13 +267,35 @@ fn loom_limit_permit_is_given_back_once() {
         job.abandon(None);
         drop(job);
         worker.join().unwrap();
-        let Poll::Ready(again) = acquire(limit) else {
-            panic!("the permit was not given back")
+        one_permit_free(&limit);
+    });
+}
+
+/// A `limit` permit handed to a job that a worker may be starting meanwhile (the types
+/// allow it, though `Offload` queues the job only later): the job records which limit
+/// the permit is of before it says it holds one, so the worker that finds it held gives
+/// it back to that limit after the body; a job found already started gives it back at
+/// once. Never both, never neither.
+#[test]
+fn loom_limit_permit_handed_over_during_the_start_is_given_back_once() {
+    loom::model(|| {
+        let limit: &'static Limit = Box::leak(Box::new(Limit::new(1)));
+        let mut job = new_job(|| 1_u8);
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.run(&NoHook))
         };
-        assert!(
-            acquire(limit).is_pending(),
-            "the permit was given back twice"
-        );
-        drop(again);
+        let Poll::Ready(permit) = try_acquire(limit) else {
+            panic!("the only permit is free")
+        };
+        job.hold_limit(permit);
+        assert_eq!(worker.join().unwrap(), Outcome::Completed);
+        let waker = futures::task::noop_waker();
+        match job.poll_result(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(1)) => {}
+            _ => panic!("the body ran and its result waits"),
+        }
+        drop(job);
+        one_permit_free(&limit);
     });
 }

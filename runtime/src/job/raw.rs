@@ -62,15 +62,17 @@ pub(super) trait Task<T>: Run {
     fn timed_out(&self) -> bool;
     /// True once a result is stored (the next `poll_result` is ready), read without a lock.
     fn is_done(&self) -> bool;
-    /// Hands the job a permit of its `limit` (see [`TaskRef::set_limit`](super::TaskRef::set_limit)), held until the
-    /// body returns.
-    fn hold_limit(&self, permit: Permit<&'static Limit>);
+    /// Hands the job a permit of a `limit`, held until the body returns, and records which
+    /// limit it is of, to give it back to.
+    ///
+    /// # Safety
+    ///
+    /// As for [`poll_result`](Task::poll_result), and never while another call of
+    /// `hold_limit` on this job runs.
+    #[allow(unsafe_code)]
+    unsafe fn hold_limit(&self, permit: Permit<&'static Limit>);
     /// Hands the job a queue slot, held until it leaves the queue.
     fn hold_slot(&self, permit: Permit<Arc<Limit>>);
-    /// Records the `limit` whose permits the job will hold. Only with the only handle.
-    fn set_limit(&self, limit: &'static Limit);
-    /// The handle count, for [`TaskRef::set_limit`](super::TaskRef::set_limit).
-    fn handles(&self) -> usize;
 }
 
 /// The body before it runs, the result after: which one the slot holds is the stage's.
@@ -85,7 +87,8 @@ pub(super) struct RawJob<F, T> {
     state: AtomicUsize,
     /// The waker of the task awaiting the result (see "Who owns what").
     waker: UnsafeCell<Option<Waker>>,
-    /// The `limit = N` semaphore, written once while the future holds the only handle.
+    /// The `limit = N` semaphore whose permit the job holds, recorded with the permit
+    /// (see "Who owns what").
     limit: UnsafeCell<Option<&'static Limit>>,
     slot: UnsafeCell<Slot<F, T>>,
 }
@@ -226,8 +229,9 @@ where
 
     /// Gives back the permit of the job's `limit`. Only by whoever cleared `HOLDS_LIMIT`.
     fn give_back_limit(&self) {
-        // SAFETY: the cell is written only while the future holds the only handle, before
-        // the job is shared; afterwards it is only read.
+        // SAFETY: the future wrote the cell before it set `HOLDS_LIMIT` (with release), the
+        // caller cleared the flag (with acquire) after that, and the cell is never written
+        // again once the flag is set.
         if let Some(limit) = self.limit.with(|limit| unsafe { *limit }) {
             contain(|| limit.release());
         }
@@ -435,32 +439,33 @@ where
         stage(self.state.load(Acquire)) == DONE
     }
 
-    fn hold_limit(&self, permit: Permit<&'static Limit>) {
-        // Abandoned already: the permit goes straight back (dropping it releases it).
-        if self.flag_if_pending(HOLDS_LIMIT) {
-            permit.keep();
+    #[allow(unsafe_code)]
+    unsafe fn hold_limit(&self, permit: Permit<&'static Limit>) {
+        let s = self.state.load(Acquire);
+        if stage(s) != PENDING || s & HOLDS_LIMIT != 0 {
+            // Abandoned already (or holding a permit already): this one goes straight
+            // back (dropping it releases it).
+            return;
+        }
+        // From here on the job gives the permit back itself.
+        let limit = permit.keep();
+        // SAFETY: only whoever clears `HOLDS_LIMIT` reads the cell, and only the future
+        // (the caller, one call at a time) sets the flag, after writing the cell. The flag
+        // is clear and was never set: clearing it takes the job out of PENDING for good,
+        // and the job was pending. So nobody reads the cell before the flag is set below.
+        self.limit.with_mut(|cell| unsafe { *cell = Some(limit) });
+        // Release: the limit is written before `HOLDS_LIMIT` can be seen.
+        if !self.flag_if_pending(HOLDS_LIMIT) {
+            contain(|| limit.release());
         }
     }
 
     fn hold_slot(&self, permit: Permit<Arc<Limit>>) {
+        // The job keeps only the flag: whoever clears it (`claim`, `abandon`) gives the slot
+        // back to the pool's queue limit, which the pool keeps alive.
         if self.flag_if_pending(HOLDS_SLOT) {
-            permit.keep();
+            drop(permit.keep());
         }
-    }
-
-    fn set_limit(&self, limit: &'static Limit) {
-        assert_eq!(
-            self.handles(),
-            1,
-            "a job's limit is set before it is shared"
-        );
-        // SAFETY: the caller's handle is the only one (checked just above, and `TaskRef`
-        // is not `Clone`), so no other thread can reach the cell.
-        self.limit.with_mut(|cell| unsafe { *cell = Some(limit) });
-    }
-
-    fn handles(&self) -> usize {
-        self.state.load(Acquire) / REF_ONE
     }
 }
 
