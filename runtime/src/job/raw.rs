@@ -1,5 +1,9 @@
-//! The raw job, [`RawJob`]: the one allocation of a call, and every `unsafe` access to its
-//! cells.
+//! The raw job, [`RawJob`]: the one allocation of a call, the traits its handles reach it
+//! through, and every `unsafe` access to its cells.
+//!
+//! Each access relies on a rule of "Who owns what" (the module's docs). The private
+//! helpers that touch a cell are `unsafe fn`s whose `# Safety` names the rule their caller
+//! must have established, most often by the compare-and-swap it just made.
 
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -39,15 +43,16 @@ pub(super) trait Run: Send + Sync {
 /// The typed side of a job, behind its [`TaskRef`](super::TaskRef): what only the job's
 /// future may do.
 ///
-/// The methods marked `unsafe` write the cells that belong to the future ("Who owns what"
-/// in the module's docs): their callers must be the future, one call at a time.
+/// The methods marked `unsafe` write the cells that belong to the future while it has
+/// them ("Who owns what" in the module's docs): the waker cell, and the limit cell before
+/// `HOLDS_LIMIT` is set.
 pub(super) trait Task<T>: Run {
     /// The result if there is one, else registers the waker.
     ///
     /// # Safety
     ///
-    /// Only the job's future calls it (through its one `TaskRef`), and never while another
-    /// call of `poll_result` or `abandon` on this job runs.
+    /// Only the job's future calls it, through its one `TaskRef`, and never while another
+    /// of `poll_result`, `abandon` and `hold_limit` runs on this job.
     #[allow(unsafe_code)]
     unsafe fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
     /// The future gives up on the job (dropped or timed out), giving a queue slot it held
@@ -67,8 +72,7 @@ pub(super) trait Task<T>: Run {
     ///
     /// # Safety
     ///
-    /// As for [`poll_result`](Task::poll_result), and never while another call of
-    /// `hold_limit` on this job runs.
+    /// As for [`poll_result`](Task::poll_result).
     #[allow(unsafe_code)]
     unsafe fn hold_limit(&self, permit: Permit<&'static Limit>);
     /// Hands the job a queue slot, held until it leaves the queue.
@@ -83,7 +87,7 @@ union Slot<F, T> {
 
 /// A job: the body `F` producing `T`, and everything shared about it.
 pub(super) struct RawJob<F, T> {
-    /// Stage, flags and handle count (see the constants above).
+    /// Stage, flags and handle count (see `state.rs`).
     state: AtomicUsize,
     /// The waker of the task awaiting the result (see "Who owns what").
     waker: UnsafeCell<Option<Waker>>,
@@ -105,7 +109,7 @@ impl<F, T> RawJob<F, T> {
     /// A pending job for `body`, counting one handle.
     pub(super) fn new(body: F) -> RawJob<F, T> {
         RawJob {
-            state: AtomicUsize::new(REF_ONE | PENDING),
+            state: AtomicUsize::new(NEW),
             waker: UnsafeCell::new(None),
             limit: UnsafeCell::new(None),
             slot: UnsafeCell::new(Slot {
@@ -113,38 +117,75 @@ impl<F, T> RawJob<F, T> {
             }),
         }
     }
-}
 
-#[allow(unsafe_code)]
-impl<F, T> RawJob<F, T> {
-    /// Takes the body out of the slot. Only by the party that took the job out of PENDING,
-    /// or by the drop of a job freed while PENDING.
-    fn take_body(&self) -> F {
-        // SAFETY: the caller's compare-and-swap moved the job out of PENDING (to RUNNING to
-        // run or fail it, to TAKEN to abandon it), or the last handle is gone: either way
-        // the caller alone owns the slot, and a PENDING slot always holds the body (only
-        // that move takes it out).
+    /// Takes the body out of the slot.
+    ///
+    /// # Safety
+    ///
+    /// The caller alone owns the slot, which holds the body: its own compare-and-swap
+    /// moved the job out of PENDING (to RUNNING to run or fail it, to TAKEN to abandon it),
+    /// or the last handle is gone and the job is still PENDING. Only those moves take the
+    /// body out, once.
+    #[allow(unsafe_code)]
+    unsafe fn take_body(&self) -> F {
+        // SAFETY: the caller owns the slot, and the body is there (above).
         self.slot
             .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).body) })
     }
 
-    /// Takes the result out of the slot. Only by the future moving the job from DONE to
-    /// TAKEN, by the runner that stored it and then saw the future gone, or by the drop of
-    /// a job freed in DONE.
-    fn take_result(&self) -> Result<T, Error> {
-        // SAFETY: in each of those cases the caller alone owns the slot: DONE slots belong
-        // to the future (the only party that leaves DONE), a result stored by a runner that
-        // then ended the job (TAKEN) is read by nobody else, and a freed job has no other
-        // handle. Each of them finds the result there (published with release, read after
-        // an acquire of the state).
+    /// Takes the result out of the slot.
+    ///
+    /// # Safety
+    ///
+    /// The caller alone owns the slot, which holds a result: it is the future moving the
+    /// job from DONE to TAKEN (DONE slots belong to the future, the only party that leaves
+    /// DONE), the runner that stored the result and then ended the job itself because the
+    /// future was gone, or the drop of a job freed in DONE. Each finds the result there
+    /// (published with release, read after an acquire of the state).
+    #[allow(unsafe_code)]
+    unsafe fn take_result(&self) -> Result<T, Error> {
+        // SAFETY: the caller owns the slot, and the result is there (above).
         self.slot
             .with_mut(|slot| unsafe { ManuallyDrop::take(&mut (*slot).result) })
+    }
+
+    /// Wakes the future's waker.
+    ///
+    /// # Safety
+    ///
+    /// The caller made an event (DONE, `TIMED_OUT`) that found `WAKER_SET` set, and holds a
+    /// handle: from that event on the cell is never written again until the job is freed.
+    #[allow(unsafe_code)]
+    unsafe fn wake_waiter(&self) {
+        // SAFETY: nobody writes the cell any more (above), and the caller's handle keeps it
+        // allocated.
+        self.waker.with(|waker| {
+            if let Some(waker) = unsafe { &*waker } {
+                contain(|| waker.wake_by_ref());
+            }
+        });
+    }
+
+    /// Gives back the permit of the job's `limit`.
+    ///
+    /// # Safety
+    ///
+    /// The caller's compare-and-swap cleared `HOLDS_LIMIT`.
+    #[allow(unsafe_code)]
+    unsafe fn give_back_limit(&self) {
+        // SAFETY: the future wrote the cell before it set `HOLDS_LIMIT` (with release), the
+        // caller cleared the flag (with acquire) after that, and the cell is never written
+        // again once the flag is set.
+        if let Some(limit) = self.limit.with(|limit| unsafe { *limit }) {
+            contain(|| limit.release());
+        }
     }
 
     /// Sets `flag` (a held permit) if the job is still pending; false if it is not.
     fn flag_if_pending(&self, flag: usize) -> bool {
         let mut s = self.state.load(Acquire);
         while stage(s) == PENDING {
+            // Release: for `HOLDS_LIMIT`, the limit is written before the flag is seen.
             match self
                 .state
                 .compare_exchange_weak(s, s | flag, AcqRel, Acquire)
@@ -157,22 +198,24 @@ impl<F, T> RawJob<F, T> {
     }
 }
 
-#[allow(unsafe_code)]
 impl<F, T> RawJob<F, T>
 where
     F: FnOnce() -> T + Send,
     T: Send,
 {
     /// Takes the job out of PENDING to run or fail it, giving back the queue slot it held.
-    /// False if it was not pending.
+    /// False if it was not pending; if true, the caller owns the slot (holding the body)
+    /// until it publishes.
     fn claim(&self, give_back_slot: impl FnOnce()) -> bool {
         let mut s = self.state.load(Acquire);
         loop {
             if stage(s) != PENDING {
                 return false;
             }
-            let next = to_stage(s, RUNNING) & !HOLDS_SLOT;
-            match self.state.compare_exchange_weak(s, next, Acquire, Acquire) {
+            match self
+                .state
+                .compare_exchange_weak(s, claimed(s), Acquire, Acquire)
+            {
                 Ok(_) => break,
                 Err(actual) => s = actual,
             }
@@ -185,70 +228,60 @@ where
 
     /// Stores `result` and publishes it (DONE), or, if the future gave up meanwhile, ends
     /// the job (TAKEN) and hands the result back to be dropped. Wakes the future, then
-    /// gives back the limit permit. Only by the party that claimed the job.
-    fn publish(&self, result: Result<T, Error>) -> Option<Result<T, Error>> {
+    /// gives back the limit permit.
+    ///
+    /// # Safety
+    ///
+    /// The caller claimed the job ([`claim`](RawJob::claim) returned true) and took the
+    /// body out: it owns the empty slot. Once per claim.
+    #[allow(unsafe_code)]
+    unsafe fn publish(&self, result: Result<T, Error>) -> Option<Result<T, Error>> {
         // SAFETY: the caller holds the job in RUNNING, so it alone owns the (empty) slot.
         self.slot
             .with_mut(|slot| unsafe { (*slot).result = ManuallyDrop::new(result) });
         let mut s = self.state.load(Relaxed);
         loop {
-            let to = if s & CANCELLED != 0 { TAKEN } else { DONE };
-            let next = to_stage(s, to) & !HOLDS_LIMIT;
             // Release: the result is written before DONE can be seen.
-            match self.state.compare_exchange_weak(s, next, AcqRel, Relaxed) {
+            match self
+                .state
+                .compare_exchange_weak(s, published(s), AcqRel, Relaxed)
+            {
                 Ok(_) => break,
                 Err(actual) => s = actual,
             }
         }
         let unwanted = if s & CANCELLED != 0 {
-            // The future gave up and will not take it: the result is still ours.
-            Some(self.take_result())
+            // SAFETY: the future gave up and will not take it: this thread ended the job
+            // (TAKEN) with the result it stored still there.
+            Some(unsafe { self.take_result() })
         } else {
             if s & WAKER_SET != 0 {
-                self.wake_waiter();
+                // SAFETY: DONE is an event, and it found `WAKER_SET` set; the caller's
+                // handle keeps the job.
+                unsafe { self.wake_waiter() };
             }
             None
         };
         if s & HOLDS_LIMIT != 0 {
-            self.give_back_limit();
+            // SAFETY: `published` cleared `HOLDS_LIMIT`.
+            unsafe { self.give_back_limit() };
         }
         unwanted
     }
-
-    /// Wakes the future's waker. Only by a party whose event (DONE or `TIMED_OUT`) found
-    /// `WAKER_SET` set, while it holds a handle.
-    fn wake_waiter(&self) {
-        // SAFETY: once an event happened with `WAKER_SET` set, the cell is never written
-        // again ("Who owns what"), and the caller's handle keeps it allocated.
-        self.waker.with(|waker| {
-            if let Some(waker) = unsafe { &*waker } {
-                contain(|| waker.wake_by_ref());
-            }
-        });
-    }
-
-    /// Gives back the permit of the job's `limit`. Only by whoever cleared `HOLDS_LIMIT`.
-    fn give_back_limit(&self) {
-        // SAFETY: the future wrote the cell before it set `HOLDS_LIMIT` (with release), the
-        // caller cleared the flag (with acquire) after that, and the cell is never written
-        // again once the flag is set.
-        if let Some(limit) = self.limit.with(|limit| unsafe { *limit }) {
-            contain(|| limit.release());
-        }
-    }
 }
 
-#[allow(unsafe_code)]
 impl<F, T> Run for RawJob<F, T>
 where
     F: FnOnce() -> T + Send,
     T: Send,
 {
+    #[allow(unsafe_code)]
     fn run(&self, hook: &dyn RunHooks) -> Outcome {
         if !self.claim(|| hook.release_slot()) {
             return Outcome::NotRun;
         }
-        let body = self.take_body();
+        // SAFETY: this thread claimed the job.
+        let body = unsafe { self.take_body() };
         hook.started();
         let result = catch_unwind(AssertUnwindSafe(body)).map_err(Error::panic);
         // A call that failed before the body's own code ran (its `#[local]` value could not
@@ -260,25 +293,32 @@ where
         hook.finished(outcome);
         // The waiting task is woken before the permit goes to another caller, and neither
         // a waker's nor an unwanted result's panic takes the worker down.
-        let unwanted = self.publish(result);
+        // SAFETY: this thread claimed the job and took the body out.
+        let unwanted = unsafe { self.publish(result) };
         contain(|| drop(unwanted));
         outcome
     }
 
+    #[allow(unsafe_code)]
     fn fail(&self, err: Error, slots: Option<&Limit>) -> bool {
         if !self.claim(|| slots.map_or((), Limit::release)) {
             return false;
         }
-        let body = self.take_body();
-        let unwanted = self.publish(Err(err));
+        // SAFETY: this thread claimed the job.
+        let body = unsafe { self.take_body() };
+        // SAFETY: this thread claimed the job and took the body out.
+        let unwanted = unsafe { self.publish(Err(err)) };
         contain(|| drop((body, unwanted)));
         true
     }
 
+    #[allow(unsafe_code)]
     fn expire(&self) {
         let s = self.state.fetch_or(TIMED_OUT, AcqRel);
         if s & WAKER_SET != 0 {
-            self.wake_waiter();
+            // SAFETY: `TIMED_OUT` is an event, and it found `WAKER_SET` set; the caller's
+            // handle keeps the job.
+            unsafe { self.wake_waiter() };
         }
     }
 
@@ -295,11 +335,10 @@ where
     fn release(&self, _: HandleKey) -> bool {
         // AcqRel, as `Arc`'s drop: every use through other handles happens before the free.
         let old = self.state.fetch_sub(REF_ONE, AcqRel);
-        old & !(REF_ONE - 1) == REF_ONE
+        handles(old) == 1
     }
 }
 
-#[allow(unsafe_code)]
 impl<F, T> Task<T> for RawJob<F, T>
 where
     F: FnOnce() -> T + Send,
@@ -315,8 +354,9 @@ where
                         .state
                         .compare_exchange_weak(s, to_stage(s, TAKEN), Acquire, Acquire)
                     {
-                        // The future has just moved the job from DONE on to TAKEN.
-                        Ok(_) => return Poll::Ready(self.take_result()),
+                        // SAFETY: the future (the caller) has just moved the job from DONE
+                        // on to TAKEN.
+                        Ok(_) => return Poll::Ready(unsafe { self.take_result() }),
                         Err(actual) => {
                             s = actual;
                             continue;
@@ -354,7 +394,8 @@ where
             }
             // `WAKER_SET` is clear: the cell is the future's alone.
             let waker = cx.waker().clone();
-            // SAFETY: nobody reads or writes the cell while `WAKER_SET` is clear.
+            // SAFETY: nobody but the future reads or writes the cell while `WAKER_SET` is
+            // clear, and the caller is the future, in its only call (the trait's # Safety).
             let old = self
                 .waker
                 .with_mut(|cell| unsafe { (*cell).replace(waker) });
@@ -379,31 +420,25 @@ where
     unsafe fn abandon(&self, slots: Option<&Limit>) -> Abandoned {
         let mut s = self.state.load(Acquire);
         let next = loop {
-            let mut next = s | CANCELLED;
-            if matches!(stage(s), PENDING | DONE) {
-                next = to_stage(next, TAKEN);
-            }
-            if stage(s) == PENDING {
-                next &= !(HOLDS_SLOT | HOLDS_LIMIT);
-            }
-            if !has_event(s) {
-                // Take the cell back, to drop the waker now rather than with the job.
-                next &= !WAKER_SET;
-            }
-            match self.state.compare_exchange_weak(s, next, AcqRel, Acquire) {
-                Ok(_) => break next,
+            match self
+                .state
+                .compare_exchange_weak(s, abandoned(s), AcqRel, Acquire)
+            {
+                Ok(_) => break abandoned(s),
                 Err(actual) => s = actual,
             }
         };
         let waker = if s & WAKER_SET != 0 && next & WAKER_SET == 0 {
-            // SAFETY: this thread cleared `WAKER_SET` with no event: the cell is ours.
+            // SAFETY: the future (the caller, in its only call) cleared `WAKER_SET` with no
+            // event: the cell is its own again.
             self.waker.with_mut(|cell| unsafe { (*cell).take() })
         } else {
             None
         };
         let found = match stage(s) {
             PENDING => {
-                let body = self.take_body();
+                // SAFETY: the future has just moved the job from PENDING to TAKEN.
+                let body = unsafe { self.take_body() };
                 // Outside any state change: the body, a permit's waiter or the waker may
                 // run user code; like a panic in the body, a panic there does not unwind
                 // into whoever gave up the call.
@@ -414,14 +449,15 @@ where
                     }
                 }
                 if s & HOLDS_LIMIT != 0 {
-                    self.give_back_limit();
+                    // SAFETY: `abandoned` cleared `HOLDS_LIMIT` of a pending job.
+                    unsafe { self.give_back_limit() };
                 }
                 Abandoned::BeforeStart
             }
             RUNNING => Abandoned::WhileRunning,
             DONE => {
-                // The future has just moved the job from DONE on to TAKEN.
-                let result = self.take_result();
+                // SAFETY: the future has just moved the job from DONE on to TAKEN.
+                let result = unsafe { self.take_result() };
                 contain(|| drop(result));
                 Abandoned::AfterEnd
             }
@@ -450,11 +486,10 @@ where
         // From here on the job gives the permit back itself.
         let limit = permit.keep();
         // SAFETY: only whoever clears `HOLDS_LIMIT` reads the cell, and only the future
-        // (the caller, one call at a time) sets the flag, after writing the cell. The flag
-        // is clear and was never set: clearing it takes the job out of PENDING for good,
-        // and the job was pending. So nobody reads the cell before the flag is set below.
+        // (the caller, in its only call) sets the flag, after writing the cell. The flag is
+        // clear and was never set: clearing it takes the job out of PENDING for good, and
+        // the job was pending. So nobody reads the cell before the flag is set below.
         self.limit.with_mut(|cell| unsafe { *cell = Some(limit) });
-        // Release: the limit is written before `HOLDS_LIMIT` can be seen.
         if !self.flag_if_pending(HOLDS_LIMIT) {
             contain(|| limit.release());
         }
@@ -469,19 +504,21 @@ where
     }
 }
 
-#[allow(unsafe_code)]
 impl<F, T> Drop for RawJob<F, T> {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         let s = self.state.load(Acquire);
         // The last handle is gone: a PENDING slot still holds the body and a DONE slot the
         // result, which nobody took.
         match stage(s) {
             PENDING => {
-                let body = self.take_body();
+                // SAFETY: freed while PENDING, with no other handle.
+                let body = unsafe { self.take_body() };
                 contain(|| drop(body));
             }
             DONE => {
-                let result = self.take_result();
+                // SAFETY: freed in DONE, with no other handle.
+                let result = unsafe { self.take_result() };
                 contain(|| drop(result));
             }
             _ => {}
@@ -493,7 +530,7 @@ impl<F, T> Drop for RawJob<F, T> {
             0,
             "a freed job holds a permit"
         );
-        // SAFETY: as above, nobody else can reach the cell.
+        // SAFETY: the last handle is gone: nobody else can reach the cell.
         let waker = self.waker.with_mut(|cell| unsafe { (*cell).take() });
         contain(|| drop(waker));
     }
