@@ -34,6 +34,14 @@ fn flag() -> (Arc<Flag>, Waker) {
     (Arc::clone(&f), Waker::from(f))
 }
 
+/// A model of three threads, with preemptions bounded as tokio's CI bounds its own: every
+/// interleaving with up to three preemptions, in seconds rather than minutes.
+fn three_threads(f: impl Fn() + Sync + Send + 'static) {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(f);
+}
+
 /// Submit, start, complete: a pending poll is always woken, and the result arrives.
 #[test]
 fn loom_complete_wakes_the_poller() {
@@ -136,11 +144,8 @@ fn loom_waker_replaced_between_polls() {
 /// Timer racing the worker: a pending poll is always woken, by one or the other.
 #[test]
 fn loom_expire_races_completion() {
-    // Three threads: bounded preemptions (tokio's CI bounds its models too) keep this
-    // to a second instead of four minutes.
-    let mut model = loom::model::Builder::new();
-    model.preemption_bound = Some(3);
-    model.check(|| {
+    // Unbounded, this model took four minutes.
+    three_threads(|| {
         let mut job = new_job(|| 3_u8);
         let worker = {
             let job = job.erase();
@@ -297,5 +302,110 @@ fn loom_limit_permit_handed_over_during_the_start_is_given_back_once() {
         }
         drop(job);
         one_permit_free(&limit);
+    });
+}
+
+/// A worker's hooks that give the queue slot back to the pool's `slots`, as `Accounting`
+/// does.
+struct SlotHook(Arc<Limit>);
+impl RunHooks for SlotHook {
+    fn started(&self) {}
+    fn finished(&self, _: Outcome) {}
+    fn release_slot(&self) {
+        self.0.release();
+    }
+}
+
+/// The queue slot (`HOLDS_SLOT`) is given back exactly once, whoever takes the job out of
+/// PENDING: the worker claiming it to run it, shutdown failing it, or the future abandoning
+/// it. The losers give nothing back; afterwards one permit of the bounded queue is free,
+/// not two (and not none).
+#[test]
+fn loom_queue_slot_is_given_back_once_whoever_wins() {
+    three_threads(|| {
+        let slots = Arc::new(Limit::new(1));
+        let mut job = new_job(|| 2_u8);
+        let Poll::Ready(permit) = try_acquire(Arc::clone(&slots)) else {
+            panic!("the only slot is free")
+        };
+        job.hold_slot(permit);
+        let worker = {
+            let (job, hook) = (job.erase(), SlotHook(Arc::clone(&slots)));
+            loom::thread::spawn(move || job.run(&hook))
+        };
+        let shutdown = {
+            let (job, slots) = (job.erase(), Arc::clone(&slots));
+            loom::thread::spawn(move || {
+                job.fail(Error::timeout(std::time::Duration::ZERO), Some(&slots))
+            })
+        };
+        let found = job.abandon(Some(&slots));
+        let outcome = worker.join().unwrap();
+        let failed = shutdown.join().unwrap();
+        let winners = usize::from(found == Abandoned::BeforeStart)
+            + usize::from(outcome != Outcome::NotRun)
+            + usize::from(failed);
+        assert_eq!(winners, 1, "exactly one party takes the job out of PENDING");
+        drop(job);
+        one_permit_free(&slots);
+    });
+}
+
+/// The future abandoning its job (dropped, or timed out) while the timer expires it and a
+/// worker runs it. No lost wake-up: a future that registered its waker and saw no event
+/// is woken by the event that came before its abandon (which then leaves the waker in the
+/// job, for the notifier to read), and by nobody if the abandon came first (taking the
+/// waker back). The waker's clone in the job is dropped exactly once, the job is freed
+/// once, and the body and the result are each dropped exactly once.
+#[test]
+fn loom_abandon_races_expire_and_the_worker() {
+    three_threads(|| {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut job = {
+            let in_body = Tracked::new(&live);
+            let live = Arc::clone(&live);
+            new_job(move || {
+                drop(in_body);
+                Tracked::new(&live)
+            })
+        };
+        let worker = {
+            let job = job.erase();
+            loom::thread::spawn(move || {
+                job.run(&NoHook);
+            })
+        };
+        let timer = {
+            let job = job.erase();
+            loom::thread::spawn(move || job.expire())
+        };
+        let (count, waker) = flag();
+        let polled = job.poll_result(&mut Context::from_waker(&waker));
+        // As `Offload` does: a pending poll looks for the deadline, and waits if it has
+        // not passed. (A poll that met an event while registering returns with the waker
+        // left in the cell, unpublished: it goes with the job.)
+        let waiting = polled.is_pending() && !job.timed_out();
+        drop(polled);
+        job.abandon(None);
+        // The waker's clones: `count`, `waker`, and the job's if it still has one.
+        let kept_by_job = Arc::strong_count(&count) - 2;
+        worker.join().unwrap();
+        timer.join().unwrap();
+        let wakes = count.0.load(SeqCst);
+        if waiting {
+            match kept_by_job {
+                1 => assert!(wakes >= 1, "an event found the waker and did not wake it"),
+                0 => assert_eq!(wakes, 0, "a waker taken back was woken"),
+                n => panic!("{n} clones of the waker in the job"),
+            }
+        }
+        drop(job);
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&count),
+            1,
+            "the job's waker was not dropped exactly once"
+        );
+        assert_eq!(live.load(SeqCst), 0, "a body or a result outlived the job");
     });
 }
