@@ -46,6 +46,26 @@
 //!   event while `WAKER_SET` is set may therefore read the cell and wake the waker: from
 //!   that moment on it is never written again until the job is freed.
 //! - **The allocation** is freed by whoever drops the last handle.
+//!
+//! # What the types enforce
+//!
+//! - The rest of the crate reaches a job only through its handles' methods: [`JobRef`]
+//!   (`run`, `fail`, `expire`, `is_cancelled`, `id`) for the queue, the workers and the
+//!   timer, [`TaskRef`] for the future. Neither derefs to the job.
+//! - The future's side (`poll_result`, `abandon`, `hold_limit`, `hold_slot`) takes
+//!   `&mut TaskRef`, and a job has one `TaskRef` (not `Clone`): those calls, which write the
+//!   cells the future owns, never run at the same time. Behind them, the trait methods that
+//!   write a cell are `unsafe fn`s stating that obligation.
+//! - The handle count is changed only by the handles' `Clone` and `Drop` (`handle.rs`): the
+//!   job's `retain` and `release` take a key only that file can make.
+//! - The traits the handles reach the job through are private to this module.
+//!
+//! # Files
+//!
+//! `state.rs`: the state word's bits and the pure functions on it (each transition's next
+//! state). `raw.rs`: [`RawJob`](raw::RawJob), its `Slot` and every `unsafe` access to its
+//! cells. `handle.rs`: the handles, their count and the free. `models.rs`: the loom models
+//! (`RUSTFLAGS="--cfg loom" cargo test -p offthread-runtime --release --lib loom`).
 
 mod handle;
 #[cfg(all(test, loom))]
