@@ -150,9 +150,12 @@ pub(crate) struct Permit<L: LimitRef> {
 
 impl<L: LimitRef> Permit<L> {
     /// Hands the permit to a holder that records it as a flag and calls
-    /// [`Limit::release`] itself (a job, whose allocation has no room for the permit).
-    pub(crate) fn keep(mut self) {
-        self.limit = None;
+    /// [`Limit::release`] itself (a job, whose allocation has no room for the permit);
+    /// returns the limit to release it to.
+    pub(crate) fn keep(mut self) -> L {
+        self.limit
+            .take()
+            .expect("a permit holds its limit until it is kept")
     }
 }
 

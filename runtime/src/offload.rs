@@ -159,7 +159,6 @@ impl<T> Offload<T> {
     pub(crate) fn set_limit(&mut self, limit: &'static Limit) {
         if let Repr::Call(call) = &mut self.repr {
             call.limit = Some(limit);
-            call.job.set_limit(limit);
         }
     }
 
